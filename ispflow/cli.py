@@ -1,0 +1,180 @@
+"""The ``ispflow`` console command: a Flask CLI group over the standalone app factory.
+
+Every command calls the same functions as the panel; errors a user can fix end with one
+sentence on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from .config import ConfigError
+from .extension import db
+
+
+def _create_app():
+    import secrets
+
+    from .standalone import create_app
+
+    # Commands sign no cookies, so they need no configured secret key.
+    return create_app({"SECRET_KEY": secrets.token_hex(16)})
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False, load_dotenv=False)
+def cli():
+    """ispflow: NetFlow retention and traffic analysis for ISPs."""
+
+
+def database_url() -> str:
+    return current_app.config["ISPFLOW_DATABASE_URL"]
+
+
+class Failure(click.ClickException):
+    """A problem the user can fix: one sentence on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file=None):
+        click.echo(f"ispflow: {self.format_message()}", err=True)
+
+
+def fail(message: str):
+    raise Failure(message)
+
+
+# --- db -------------------------------------------------------------------------------------
+@cli.group("db")
+def db_group():
+    """Create and upgrade the database schema."""
+
+
+@db_group.command("upgrade")
+@with_appcontext
+def db_upgrade():
+    """Create or upgrade the schema (idempotent); creates the database and extension if needed."""
+    from .database import current_revision, upgrade
+
+    url = database_url()
+    upgrade(url)
+    click.echo(f"Database schema at revision {current_revision(url)}.")
+
+
+# --- users ----------------------------------------------------------------------------------
+@cli.group("users")
+def users_group():
+    """Users of the standalone panel."""
+
+
+@users_group.command("create")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["admin", "technician", "compliance", "customer"]))
+@click.option("--account", help="Subscriber account a customer may see.")
+@with_appcontext
+def users_create(name, role, account):
+    """Create a user; the password is read from standard input."""
+    from .standalone.users import create_user
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        create_user(db.session, name, password, role, account)
+    except ValueError as exc:
+        fail(f"{exc}.")
+    db.session.commit()
+    click.echo(f"Created {role} {name}.")
+
+
+@users_group.command("ensure-admin")
+@click.option("--name", default="admin", show_default=True)
+@with_appcontext
+def users_ensure_admin(name):
+    """Create the first admin with a one-time password, unless an admin exists."""
+    from .standalone.users import ensure_admin
+
+    password = ensure_admin(db.session, name)
+    db.session.commit()
+    if password is None:
+        click.echo("An admin account exists already.")
+    else:
+        click.echo(f"Created admin '{name}' with one-time password: {password}")
+        click.echo("It must be changed at the first login.")
+
+
+# --- subscribers ----------------------------------------------------------------------------
+@cli.group("subscribers")
+def subscribers_group():
+    """The subscriber directory: who held which address when."""
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@with_appcontext
+def subscribers_import(file):
+    """Import FILE.csv with header account,service,prefix,valid_from,valid_to."""
+    from .subscribers import read_csv, save_assignments
+
+    try:
+        rows = read_csv(file)
+    except ValueError as exc:
+        fail(f"{file.name}: {exc}.")
+    count = save_assignments(db.session, rows)
+    db.session.commit()
+    click.echo(f"Imported {count} assignments.")
+
+
+@subscribers_group.command("sync")
+@with_appcontext
+def subscribers_sync():
+    """Copy the host panel's subscriber directory (its assignments_loader) into ispflow."""
+    from .extension import state
+    from .subscribers import Assignment, replace_source
+
+    rows = state().extension.host_assignments()
+    if rows is None:
+        fail("this panel registers no assignments_loader; import a CSV file instead.")
+    count = replace_source(db.session, [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows], "host")
+    db.session.commit()
+    click.echo(f"Synchronised {count} assignments from the host panel.")
+
+
+@subscribers_group.command("who")
+@click.option("--ip", "address", required=True, help="IPv4 or IPv6 address.")
+@click.option("--at", "moment", required=True, help="ISO 8601 date-time (UTC unless an offset is given).")
+@with_appcontext
+def subscribers_who(address, moment):
+    """Print the account and service that held ADDRESS at the given moment."""
+    import ipaddress
+
+    from .subscribers import parse_time, who
+
+    try:
+        ipaddress.ip_address(address)
+        at = parse_time(moment, "--at")
+    except ValueError as exc:
+        fail(f"{exc}." if "--at" in str(exc) else f"{address!r} is not an IP address.")
+    found = who(db.session, address, at)
+    if found is None:
+        click.echo(f"No subscriber held {address} at {at.isoformat()}.")
+        sys.exit(1)
+    click.echo(f"account={found.account} service={found.service} prefix={found.prefix}")
+
+
+def main():
+    import sqlalchemy as sa
+
+    from .database import DatabaseError, _unreachable
+
+    try:
+        cli.main(prog_name="ispflow")
+    except ConfigError as exc:
+        click.echo(f"ispflow: {exc}", err=True)
+        sys.exit(2)
+    except sa.exc.OperationalError as exc:
+        from .config import Settings
+
+        message = _unreachable(Settings.from_env().DATABASE_URL, exc.orig or exc)
+        click.echo(f"ispflow: {DatabaseError(message)}", err=True)
+        sys.exit(2)

@@ -1,0 +1,91 @@
+"""Settings read from ``ISPFLOW_*`` environment variables.
+
+One place defines every key with its type and default. The Flask extension copies these into
+``app.config`` with ``setdefault`` (so a host's own values win); the collector, the rq worker
+and the CLI read the same keys without Flask.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message says what to do."""
+
+
+def _str(value: str) -> str:
+    return value
+
+
+def _int(value: str) -> int:
+    return int(value)
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected yes/no, got {value!r}")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
+
+
+def setting(default, parse=_str, doc=""):
+    return field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    DATABASE_URL: str = setting(
+        "postgresql://postgres@127.0.0.1:5432/ispflow",
+        doc="PostgreSQL with the TimescaleDB extension; ispflow keeps its tables in schema 'ispflow'.",
+    )
+    REDIS_URL: str = setting("redis://127.0.0.1:6379/0", doc="Redis for the rq job queues.")
+    SECRET_KEY: str = setting("", doc="Flask secret key of the standalone panel (required in production).")
+    ENCRYPTION_KEY: str = setting(
+        "", doc="Fernet key that encrypts router credentials at rest; derived from SECRET_KEY when empty."
+    )
+    URL_PREFIX: str = setting("/netflow", doc="Where the blueprint is mounted in the host panel.")
+    BASE_TEMPLATE: str = setting(
+        "ispflow/layout.html", doc="Template every ispflow page extends; must define blocks 'title' and 'content'."
+    )
+    LOGIN_URL: str = setting("", doc="Where anonymous users are sent; empty means HTTP 401.")
+    QUEUE_NAME: str = setting("ispflow", doc="rq queue for ispflow's jobs.")
+    COLLECTOR_LISTEN: tuple[str, ...] = setting(("0.0.0.0:2055",), _list, "UDP addresses the collector binds.")
+    SPOOL_DIR: str = setting("/var/spool/ispflow", doc="Where the collector keeps batches while the database is down.")
+    SPOOL_MAX_BYTES: int = setting(1 << 30, _int, "Upper bound of the spool directory.")
+    STATE_DIR: str = setting("/var/lib/ispflow", doc="Collector state kept across restarts (templates).")
+    DEBUG: bool = setting(False, _bool, "Flask debug mode for the standalone panel.")
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            raw = environ.get("ISPFLOW_" + f.name)
+            if raw is None:
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                raise ConfigError(f"ISPFLOW_{f.name} is not valid ({exc}); fix it in the environment.") from None
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_flask(cls, config) -> "Settings":
+        """The settings of a Flask app, whose ``ISPFLOW_*`` keys were filled by ``init_app``."""
+        return cls(**{f.name: config["ISPFLOW_" + f.name] for f in fields(cls)})
+
+    def as_flask_config(self) -> dict:
+        return {"ISPFLOW_" + f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def documented_settings():
+    """(environment variable, default, description) for every setting, for the README and --help."""
+    return [("ISPFLOW_" + f.name, f.default, f.metadata["doc"]) for f in fields(Settings)]

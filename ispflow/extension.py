@@ -1,0 +1,107 @@
+"""The Flask extension a host ISP panel mounts: ``ispflow = ISPFlow(); ispflow.init_app(app)``.
+
+The host stays in charge of login and of its subscriber records. It tells ispflow who the
+current user is through ``@ispflow.user_loader`` and, optionally, hands over its subscriber
+directory through ``@ispflow.assignments_loader``; everything else ispflow keeps in its own
+schema of the host's (or its own) database.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from flask import Flask, current_app
+from flask_sqlalchemy import SQLAlchemy
+
+from .config import ConfigError, Settings
+from .database import Base, engine_for
+from .roles import CurrentUser
+
+db = SQLAlchemy(model_class=Base)
+
+
+@dataclass
+class _State:
+    extension: "ISPFlow"
+    settings: Settings
+    db: SQLAlchemy
+
+
+class ISPFlow:
+    def __init__(self, app: Flask | None = None, db: SQLAlchemy | None = None):
+        self._db = db
+        self._user_loader: Callable[[], CurrentUser | None] | None = None
+        self._assignments_loader: Callable[[], Iterable] | None = None
+        if app is not None:
+            self.init_app(app)
+
+    def user_loader(self, callback: Callable[[], CurrentUser | None]):
+        """Register the host's "who is logged in" callback; it returns a CurrentUser or None."""
+        self._user_loader = callback
+        return callback
+
+    def assignments_loader(self, callback: Callable[[], Iterable]):
+        """Register the host's subscriber directory: an iterable of ``ispflow.Assignment``.
+
+        ``ispflow subscribers sync`` (and the periodic sync job) copies it into ispflow's own
+        table, where the collector and the searches read it.
+        """
+        self._assignments_loader = callback
+        return callback
+
+    def init_app(self, app: Flask) -> None:
+        for key, value in Settings.from_env().as_flask_config().items():
+            app.config.setdefault(key, value)
+        settings = _validated(app.config)
+        database = self._db or _own_database(app, settings)
+        app.extensions["ispflow"] = _State(self, settings, database)
+
+        from .web import blueprint
+
+        app.register_blueprint(blueprint, url_prefix=settings.URL_PREFIX.rstrip("/") or None)
+
+    def current_user(self) -> CurrentUser | None:
+        if self._user_loader is None:
+            raise ConfigError("The host panel must register ispflow.user_loader before serving pages.")
+        return self._user_loader()
+
+    def host_assignments(self) -> Iterable | None:
+        return None if self._assignments_loader is None else self._assignments_loader()
+
+
+def _own_database(app: Flask, settings: Settings) -> SQLAlchemy:
+    if "sqlalchemy" in app.extensions:
+        raise ConfigError(
+            "This app already uses Flask-SQLAlchemy: pass it to ispflow as ISPFlow(app, db=db)."
+        )
+    engine_for(settings.DATABASE_URL)  # validates the URL with a clear message
+    app.config.setdefault(
+        "SQLALCHEMY_DATABASE_URI", settings.DATABASE_URL.replace("postgresql://", "postgresql+psycopg2://", 1)
+    )
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    db.init_app(app)
+    return db
+
+
+def _validated(config) -> Settings:
+    settings = Settings.from_flask(config)
+    if not settings.URL_PREFIX.startswith("/"):
+        raise ConfigError(f"ISPFLOW_URL_PREFIX must start with '/', got {settings.URL_PREFIX!r}.")
+    return settings
+
+
+def state(app: Flask | None = None) -> _State:
+    app = app or current_app
+    try:
+        return app.extensions["ispflow"]
+    except KeyError:
+        raise RuntimeError("ispflow is not initialised on this app: call ISPFlow().init_app(app)") from None
+
+
+def session():
+    """The SQLAlchemy session of the current request (the host's when it shares its db)."""
+    return state().db.session
+
+
+def settings() -> Settings:
+    return state().settings

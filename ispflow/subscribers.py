@@ -1,0 +1,147 @@
+"""The subscriber directory: which account and service held which address, from when to when.
+
+Every flow and every search answer is stamped from here, so validity periods are half-open
+``[valid_from, valid_to)`` and an open ``valid_to`` means "still held". When prefixes nest (a
+business customer's /29 inside a pool's /24), the most specific one wins.
+"""
+from __future__ import annotations
+
+import csv
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.dialects.postgresql import CIDR, insert
+
+from .database import Base
+
+CSV_HEADER = ["account", "service", "prefix", "valid_from", "valid_to"]
+
+
+class IPAssignment(Base):
+    __tablename__ = "ip_assignments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account: Mapped[str]
+    service: Mapped[str]
+    prefix: Mapped[str] = mapped_column(CIDR)
+    valid_from: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    valid_to: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    source: Mapped[str] = mapped_column(default="import")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One row of the directory as a host panel or a CSV file supplies it."""
+
+    account: str
+    service: str
+    prefix: str
+    valid_from: datetime
+    valid_to: datetime | None = None
+
+    @classmethod
+    def parse(cls, account, service, prefix, valid_from, valid_to=None) -> "Assignment":
+        """Validate and normalise; raises ValueError with a sentence naming the bad field."""
+        if not (account or "").strip():
+            raise ValueError("account is empty")
+        if not (service or "").strip():
+            raise ValueError("service is empty")
+        try:
+            network = ipaddress.ip_network(str(prefix).strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"prefix {prefix!r} is not an IP address or CIDR prefix") from None
+        start = parse_time(valid_from, "valid_from")
+        end = parse_time(valid_to, "valid_to") if valid_to not in (None, "") else None
+        if end is not None and end <= start:
+            raise ValueError("valid_to must be later than valid_from")
+        return cls(account.strip(), service.strip(), str(network), start, end)
+
+
+def parse_time(value, name: str = "time") -> datetime:
+    """An aware datetime from ISO 8601 text or a datetime; naive values are taken as UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value or "").strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{name} {value!r} is not an ISO 8601 date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def read_csv(lines: Iterable[str]) -> list[Assignment]:
+    """Parse a directory CSV; raises ValueError listing every bad line (nothing is half-read)."""
+    reader = csv.DictReader(lines)
+    if reader.fieldnames is None or [f.strip() for f in reader.fieldnames] != CSV_HEADER:
+        raise ValueError(f"the first line must be the header {','.join(CSV_HEADER)}")
+    rows, errors = [], []
+    for line_no, record in enumerate(reader, start=2):
+        try:
+            rows.append(Assignment.parse(*(record.get(key) for key in CSV_HEADER)))
+        except (ValueError, TypeError) as exc:
+            errors.append(f"line {line_no}: {exc}")
+    if errors:
+        raise ValueError("; ".join(errors))
+    return rows
+
+
+def save_assignments(session: Session, rows: Iterable[Assignment], source: str = "import") -> int:
+    """Insert or update (by prefix and start) the given assignments; returns how many."""
+    values = [
+        dict(account=r.account, service=r.service, prefix=r.prefix, valid_from=r.valid_from,
+             valid_to=r.valid_to, source=source)
+        for r in rows
+    ]
+    if not values:
+        return 0
+    statement = insert(IPAssignment).values(values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["prefix", "valid_from"],
+        set_={key: statement.excluded[key] for key in ("account", "service", "valid_to", "source")},
+    )
+    session.execute(statement)
+    return len(values)
+
+
+def replace_source(session: Session, rows: Iterable[Assignment], source: str) -> int:
+    """Make the rows from one source (e.g. the host panel) exactly ``rows``."""
+    session.execute(sa.delete(IPAssignment).where(IPAssignment.source == source))
+    return save_assignments(session, rows, source)
+
+
+def who(session: Session, address: str, at: datetime) -> IPAssignment | None:
+    """The assignment that covered ``address`` at moment ``at``, most specific prefix first."""
+    ipaddress.ip_address(address)
+    query = (
+        sa.select(IPAssignment)
+        .where(
+            sa.text("ip_assignments.prefix >>= cast(:address as inet)"),
+            IPAssignment.valid_from <= at,
+            sa.or_(IPAssignment.valid_to.is_(None), IPAssignment.valid_to > at),
+        )
+        .order_by(sa.text("masklen(ip_assignments.prefix) desc"), IPAssignment.valid_from.desc())
+        .limit(1)
+    )
+    return session.execute(query, {"address": address}).scalar_one_or_none()
+
+
+def assignments_of_account(session: Session, account: str, at: datetime | None = None) -> list[IPAssignment]:
+    """The prefixes an account holds at ``at`` (default now): what a customer may see."""
+    at = at or datetime.now(timezone.utc)
+    query = (
+        sa.select(IPAssignment)
+        .where(
+            IPAssignment.account == account,
+            IPAssignment.valid_from <= at,
+            sa.or_(IPAssignment.valid_to.is_(None), IPAssignment.valid_to > at),
+        )
+        .order_by(IPAssignment.prefix)
+    )
+    return list(session.execute(query).scalars())

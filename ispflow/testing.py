@@ -1,0 +1,138 @@
+"""pytest fixtures for ispflow and for host panels that mount it (a pytest plugin).
+
+Each test session gets its own freshly created database, upgraded by the real migrations,
+and dropped at the end; tests share it and start from empty tables.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+
+import pytest
+import sqlalchemy as sa
+
+from .database import drop_database, engine_for, upgrade
+
+# Tables emptied between tests; the audit log too (with its append-only guard bypassed).
+_TABLES = (
+    "flows", "nat_events", "exporters", "collector_heartbeats", "router_jobs", "routers",
+    "ip_assignments", "users", "settings", "exports", "storage_samples", "audit_log",
+)
+
+
+def _server_url() -> str:
+    return os.environ.get("ISPFLOW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """URL of a new database with ispflow's schema, dropped after the session."""
+    name = f"ispflow_test_{secrets.token_hex(4)}"
+    url = re.sub(r"/[^/]*$", "/" + name, _server_url())
+    upgrade(url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A Redis database number of its own, emptied before each use."""
+    return os.environ.get("ISPFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+@pytest.fixture
+def redis_conn(redis_url):
+    import redis
+
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture
+def db_engine(database_url):
+    """The engine of the test database, with every ispflow table empty."""
+    engine = engine_for(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("set local session_replication_role = replica"))
+        conn.execute(sa.text("truncate " + ", ".join(f"ispflow.{t}" for t in _TABLES) + " restart identity cascade"))
+    return engine
+
+
+@pytest.fixture
+def app(db_engine, database_url, redis_url, tmp_path):
+    from .standalone import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "ISPFLOW_DATABASE_URL": database_url,
+            "SQLALCHEMY_DATABASE_URI": database_url.replace("postgresql://", "postgresql+psycopg2://", 1),
+            "ISPFLOW_REDIS_URL": redis_url,
+            "ISPFLOW_SPOOL_DIR": str(tmp_path / "spool"),
+            "ISPFLOW_STATE_DIR": str(tmp_path / "state"),
+        }
+    )
+    yield app
+    with app.app_context():
+        from .extension import db
+
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def csrf_token(response) -> str:
+    """The CSRF token of the (first) form in an HTML response."""
+    match = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', response.data)
+    if not match:
+        raise AssertionError("the page has no CSRF token")
+    return match.group(1).decode()
+
+
+class Auth:
+    """Creates standalone users and logs the test client in through the real login form."""
+
+    def __init__(self, app, client):
+        self.app, self.client = app, client
+
+    def create(self, role: str, username: str | None = None, account: str | None = None,
+               password: str = "correct horse battery") -> str:
+        from .extension import db
+        from .standalone.users import create_user
+
+        username = username or f"{role}-user"
+        if role == "customer" and account is None:
+            account = "ACC-1"
+        with self.app.app_context():
+            create_user(db.session, username, password, role, account)
+            db.session.commit()
+        return username
+
+    def login(self, role: str, **kwargs):
+        username = self.create(role, **kwargs)
+        return self.login_existing(username, kwargs.get("password", "correct horse battery"))
+
+    def login_existing(self, username: str, password: str):
+        token = csrf_token(self.client.get("/login"))
+        return self.client.post(
+            "/login", data={"username": username, "password": password, "csrf_token": token}
+        )
+
+
+@pytest.fixture
+def auth(app, client):
+    return Auth(app, client)

@@ -1,0 +1,8 @@
+"""ispflow's pages: one blueprint, one module per feature, each view guarded by role."""
+from flask import Blueprint
+
+from ..database import package_path
+
+blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("ispflow.templates")))
+
+from . import access, overview, subscribers  # noqa: E402,F401  (views register on import)

@@ -1,0 +1,47 @@
+"""WTForms with CSRF protection bound to the Flask session, for every form ispflow shows."""
+from __future__ import annotations
+
+import hashlib
+
+from flask import current_app, request, session
+from werkzeug.datastructures import CombinedMultiDict
+from wtforms import Form
+from wtforms.csrf.session import SessionCSRF
+
+
+class CSRFForm(Form):
+    """Base of every ispflow form: a hidden ``csrf_token`` checked on submit."""
+
+    class Meta:
+        csrf = True
+        csrf_class = SessionCSRF
+        csrf_field_name = "csrf_token"
+
+        @property
+        def csrf_secret(self):
+            secret = current_app.config.get("SECRET_KEY") or ""
+            if not secret:
+                raise RuntimeError("SECRET_KEY is needed for CSRF protection")
+            return hashlib.sha256(("ispflow-csrf:" + str(secret)).encode()).digest()
+
+        @property
+        def csrf_context(self):
+            return session
+
+    @classmethod
+    def from_request(cls, **kwargs):
+        """The form filled from the POST body (or the query string of a GET form)."""
+        if request.method != "POST":
+            return cls(formdata=None, **kwargs)
+        return cls(formdata=CombinedMultiDict([request.form, request.files]), **kwargs)
+
+    def submitted_and_valid(self) -> bool:
+        return request.method == "POST" and self.validate()
+
+
+class QueryForm(Form):
+    """A GET form that changes nothing (filters, lookups): no CSRF token needed."""
+
+    @classmethod
+    def from_request(cls, **kwargs):
+        return cls(formdata=request.args or None, **kwargs)

@@ -1,0 +1,1 @@
+"""Alembic migrations of ispflow, shipped as package data."""

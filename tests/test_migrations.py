@@ -1,0 +1,61 @@
+"""The schema is owned by Alembic migrations in schema 'ispflow' with its own version table."""
+import secrets
+
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+
+from ispflow.database import (
+    alembic_config, check_database, current_revision, drop_database, engine_for, upgrade, DatabaseError,
+)
+
+
+def test_migrations_have_a_single_head(database_url):
+    heads = ScriptDirectory.from_config(alembic_config(database_url)).get_heads()
+    assert len(heads) == 1
+
+
+@pytest.fixture
+def empty_database_url(database_url):
+    url = database_url.rsplit("/", 1)[0] + f"/ispflow_empty_{secrets.token_hex(3)}"
+    yield url
+    drop_database(url)
+
+
+def test_upgrade_creates_the_database_schema_and_hypertables(empty_database_url):
+    upgrade(empty_database_url)
+    upgrade(empty_database_url)  # idempotent
+    with engine_for(empty_database_url).connect() as conn:
+        hypertables = set(conn.execute(sa.text(
+            "select hypertable_name from timescaledb_information.hypertables where hypertable_schema = 'ispflow'"
+        )).scalars())
+        version_table = conn.execute(sa.text("select to_regclass('ispflow.alembic_version')")).scalar()
+        public_tables = conn.execute(sa.text(
+            "select count(*) from information_schema.tables where table_schema = 'public'"
+        )).scalar()
+    assert hypertables == {"flows", "nat_events"}
+    assert version_table == "ispflow.alembic_version"
+    assert public_tables == 0
+    assert current_revision(empty_database_url) == "0001"
+
+
+def test_flows_table_has_the_documented_columns(db_engine):
+    documented = {
+        "ts_start", "ts_end", "exporter_id", "src_addr", "dst_addr", "src_port", "dst_port", "protocol",
+        "tcp_flags", "bytes", "packets", "in_if", "out_if", "sampling_rate", "account", "service",
+        "direction", "status",
+    }
+    with db_engine.connect() as conn:
+        columns = set(conn.execute(sa.text(
+            "select column_name from information_schema.columns where table_schema='ispflow' and table_name='flows'"
+        )).scalars())
+    assert documented <= columns
+
+
+def test_timescaledb_edition_is_detected(database_url):
+    assert check_database(database_url) in {"apache", "timescale"}
+
+
+def test_an_unreachable_database_gives_one_sentence_saying_what_to_do():
+    with pytest.raises(DatabaseError, match=r"Cannot connect to the database .*Start PostgreSQL"):
+        check_database("postgresql://postgres@127.0.0.1:1/nothing")

@@ -1,0 +1,21 @@
+"""A non-editable install carries the templates and the migrations as package data."""
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_templates_and_migrations(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    wheel = next(tmp_path.glob("ispflow-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "ispflow/templates/ispflow/layout.html" in names
+    assert "ispflow/templates/standalone/login.html" in names
+    assert "ispflow/migrations/env.py" in names
+    assert "ispflow/migrations/script.py.mako" in names
+    assert "ispflow/migrations/versions/0001_initial.py" in names
