@@ -57,6 +57,10 @@ class Settings:
     LOGIN_URL: str = setting("", doc="Where anonymous users are sent; empty means HTTP 401.")
     QUEUE_NAME: str = setting("ispflow", doc="rq queue for ispflow's jobs.")
     COLLECTOR_LISTEN: tuple[str, ...] = setting(("0.0.0.0:2055",), _list, "UDP addresses the collector binds.")
+    EXPORT_TARGET: str = setting(
+        "", doc="HOST:PORT routers are told to export NetFlow to (module settings may override it)."
+    )
+    EXPORT_DIR: str = setting("/var/lib/ispflow/exports", doc="Where finished CSV exports are kept for download.")
     SPOOL_DIR: str = setting("/var/spool/ispflow", doc="Where the collector keeps batches while the database is down.")
     SPOOL_MAX_BYTES: int = setting(1 << 30, _int, "Upper bound of the spool directory.")
     STATE_DIR: str = setting("/var/lib/ispflow", doc="Collector state kept across restarts (templates).")

@@ -1,0 +1,254 @@
+"""The router driver interface and the registry that maps a vendor name to its driver.
+
+Every vendor module subclasses ``RouterDriver`` and registers itself with ``@register``, the
+same way Redash's query runners do: the rest of ispflow (service, jobs, panel, CLI) only ever
+calls the methods below and never imports a vendor module by name.
+
+A driver is used as a context manager: entering connects and logs in, leaving disconnects.
+It never sees the database; it is given a ``RouterSpec`` (what to connect to and what the
+export should look like) and a ``log`` callable for the job's progress lines.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, ClassVar
+
+NETFLOW_VERSIONS = ("5", "9", "ipfix")
+
+# The timeouts we ask routers to use: flows reach the collector within about a minute, which
+# is what retention requests need, without flooding it with partial records.
+ACTIVE_TIMEOUT_S = 60
+INACTIVE_TIMEOUT_S = 15
+
+
+class RouterError(Exception):
+    """A router operation failed; ``str()`` is one or two sentences for people.
+
+    ``applied`` lists the commands that took effect (and were not rolled back),
+    ``not_applied`` those that did not, so a job log can say exactly where the router stands.
+    """
+
+    def __init__(self, message: str, applied: list[str] | None = None, not_applied: list[str] | None = None,
+                 rolled_back: list[str] | None = None):
+        super().__init__(message)
+        self.applied = list(applied or [])
+        self.not_applied = list(not_applied or [])
+        self.rolled_back = list(rolled_back or [])
+
+
+class AuthenticationFailed(RouterError):
+    """The router refused the username or password."""
+
+
+class Unreachable(RouterError):
+    """Nothing answered at the address and port, or the connection broke."""
+
+
+class Timeout(RouterError):
+    """The router stopped answering in the middle of a conversation."""
+
+
+class CommandRefused(RouterError):
+    """The router rejected a command (unknown on this platform, bad value)."""
+
+
+class Unsupported(RouterError):
+    """The requested export cannot be configured on this router or OS version."""
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    """Where a router is, how to log in, and how its export should look."""
+
+    host: str
+    username: str
+    password: str = field(repr=False)
+    collector_host: str
+    collector_port: int
+    port: int | None = None
+    use_tls: bool = False
+    interfaces: tuple[str, ...] = ()  # empty means all interfaces
+    netflow_version: str = "9"
+    source_interface: str | None = None
+    # The collector this router was last provisioned with, so a changed collector updates
+    # that export instead of adding a second one.
+    previous_collector: tuple[str, int] | None = None
+    os_version: str | None = None  # last known, used for previews without connecting
+    timeout: float = 15.0
+
+
+@dataclass
+class ExportConfig:
+    """The router's export configuration as read back from it."""
+
+    enabled: bool
+    destinations: list[tuple[str, int, str]] = field(default_factory=list)  # (host, port, version)
+    interfaces: tuple[str, ...] = ()
+    active_timeout_s: int | None = None
+    inactive_timeout_s: int | None = None
+
+    def exports_to(self, host: str, port: int) -> bool:
+        return any(h == host and p == port for h, p, _ in self.destinations)
+
+
+@dataclass
+class ClockState:
+    """NTP state and clock of a router, read at ``read_at`` (our clock, UTC)."""
+
+    ntp_enabled: bool
+    synchronized: bool
+    detail: str
+    read_at: datetime
+    router_time: datetime | None = None  # UTC
+
+    @property
+    def skew_s(self) -> float | None:
+        """Router clock minus ours, in seconds (positive: the router is ahead)."""
+        if self.router_time is None:
+            return None
+        return (self.router_time - self.read_at).total_seconds()
+
+
+@dataclass
+class ApplyResult:
+    """What a provisioning or removal did to the router."""
+
+    applied: list[str] = field(default_factory=list)
+    unchanged: bool = False
+
+    @property
+    def summary(self) -> str:
+        if self.unchanged or not self.applied:
+            return "The router was already configured as planned; nothing was changed."
+        return f"Applied {len(self.applied)} command(s)."
+
+
+@dataclass
+class Verification:
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+
+
+Log = Callable[[str], None]
+
+
+class RouterDriver(abc.ABC):
+    """One vendor's way of configuring NetFlow export and reading the clock."""
+
+    vendor: ClassVar[str]
+    label: ClassVar[str]
+    default_port: ClassVar[int]
+    versions: ClassVar[tuple[str, ...]] = NETFLOW_VERSIONS
+
+    def __init__(self, spec: RouterSpec, log: Log | None = None):
+        self.spec = spec
+        self.log: Log = log or (lambda line: None)
+
+    @classmethod
+    def enabled(cls) -> bool:
+        """Whether the client library this driver needs is importable."""
+        return True
+
+    @property
+    def port(self) -> int:
+        return self.spec.port or self.default_port
+
+    # -- connection ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Connect and log in; raises AuthenticationFailed, Unreachable or Timeout."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        ...
+
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @abc.abstractmethod
+    def test_connection(self) -> str:
+        """Log in and return the router's OS version string."""
+
+    # -- export configuration --------------------------------------------------------------
+    @abc.abstractmethod
+    def read_export(self) -> ExportConfig:
+        """The export configuration the router has now."""
+
+    @abc.abstractmethod
+    def plan(self, connected: bool = True) -> list[str]:
+        """The commands provisioning would send, as a person would type them.
+
+        Connected, the plan is computed against the router's current configuration (only what
+        differs); not connected, it is the full configuration for the last known OS version.
+        """
+
+    @abc.abstractmethod
+    def apply(self) -> ApplyResult:
+        """Make the router export as the spec says; running it twice changes nothing."""
+
+    @abc.abstractmethod
+    def verify(self) -> Verification:
+        """Read the configuration back and compare it with the spec."""
+
+    @abc.abstractmethod
+    def remove(self) -> ApplyResult:
+        """Take ispflow's export configuration off the router."""
+
+    @abc.abstractmethod
+    def read_clock(self) -> ClockState:
+        """The router's NTP client state and its clock."""
+
+
+DRIVERS: dict[str, type[RouterDriver]] = {}
+
+
+def register(driver: type[RouterDriver]) -> type[RouterDriver]:
+    """Class decorator: make a driver available under its ``vendor`` name."""
+    DRIVERS[driver.vendor] = driver
+    return driver
+
+
+def driver_for(vendor: str) -> type[RouterDriver]:
+    from . import cisco, mikrotik  # noqa: F401  (drivers register on import)
+
+    try:
+        return DRIVERS[vendor]
+    except KeyError:
+        raise ValueError(f"unknown vendor {vendor!r}; expected one of {', '.join(vendors())}") from None
+
+
+def vendors() -> list[str]:
+    from . import cisco, mikrotik  # noqa: F401
+
+    return list(DRIVERS)
+
+
+def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``[v6]:PORT``) as a pair; raises ValueError with a sentence."""
+    import ipaddress
+
+    text = (text or "").strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not port_text:
+        if default_port is None:
+            raise ValueError(f"{text!r} must be HOST:PORT")
+        port_text = str(default_port)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address (routers export to an address, not a name)") from None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"port {port_text!r} is not a number between 1 and 65535")
+    return host, int(port_text)
