@@ -162,6 +162,24 @@ def subscribers_who(address, moment):
     click.echo(f"account={found.account} service={found.service} prefix={found.prefix}")
 
 
+# --- the features' command groups, one line each ------------------------------------------
+from .collector.cli import collector_command  # noqa: E402
+
+cli.add_command(collector_command)
+from .retention.commands import COMMANDS as _retention_commands  # noqa: E402  (worker, status, retention, storage)
+
+for _command in _retention_commands:
+    cli.add_command(_command)
+from .search import commands as _search_commands  # noqa: E402  (search, who, audit verify)
+
+cli.add_command(_search_commands.search)
+cli.add_command(_search_commands.who)
+cli.add_command(_search_commands.audit_group)
+from .routers.cli import routers_group  # noqa: E402
+
+cli.add_command(routers_group)
+
+
 def main():
     import sqlalchemy as sa
 

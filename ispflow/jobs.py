@@ -37,7 +37,13 @@ class PeriodicJob:
     interval: int
     function: str  # "module:function", imported by the worker
     timeout: int = 600
+    retries: int = 0  # rq retries after a failure; only for jobs that are safe to run twice
 
 
 # One line per periodic job; the worker reconciles this list with the scheduler at start.
-PERIODIC_JOBS: list[PeriodicJob] = []
+PERIODIC_JOBS: list[PeriodicJob] = [
+    PeriodicJob("retention", 24 * 3600, "ispflow.retention.jobs:run_retention", timeout=3600, retries=3),
+    PeriodicJob("storage-statistics", 3600, "ispflow.retention.storage:sample_storage", timeout=900, retries=2),
+    PeriodicJob("collector-liveness", 60, "ispflow.status:check_liveness", timeout=50),
+    PeriodicJob("router-clocks", 300, "ispflow.routers.jobs:check_all_routers", timeout=280),
+]

@@ -75,6 +75,7 @@ def app(db_engine, database_url, redis_url, tmp_path):
             "ISPFLOW_REDIS_URL": redis_url,
             "ISPFLOW_SPOOL_DIR": str(tmp_path / "spool"),
             "ISPFLOW_STATE_DIR": str(tmp_path / "state"),
+            "ISPFLOW_EXPORT_DIR": str(tmp_path / "exports"),
         }
     )
     yield app
@@ -136,3 +137,43 @@ class Auth:
 @pytest.fixture
 def auth(app, client):
     return Auth(app, client)
+
+
+class RunningCollector:
+    """An in-process collector on 127.0.0.1 (ephemeral port) for tests."""
+
+    def __init__(self, database_url, tmp_path, **options):
+        from .collector.server import Collector
+
+        options.setdefault("flush_interval", 0.1)
+        options.setdefault("heartbeat_interval", 0.5)
+        self.collector = Collector(database_url, ["127.0.0.1:0"], str(tmp_path / "spool"), str(tmp_path / "state"),
+                                   **options)
+
+    def __getattr__(self, name):
+        return getattr(self.collector, name)
+
+    def wait_for_flows(self, engine, count: int, timeout: float = 15.0):
+        """The stored flows once ``count`` are there (or whatever is there after ``timeout``)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        query = sa.text(
+            "select host(src_addr) sa, host(dst_addr) da, src_port sp, dst_port dp, protocol pr, packets, bytes, "
+            "ts_start, ts_end, account, service, direction, status, exporter_id, sampling_rate from ispflow.flows")
+        while True:
+            with engine.connect() as conn:
+                rows = conn.execute(query).mappings().all()
+            if len(rows) >= count or time.monotonic() > deadline:
+                time.sleep(0.3)  # and nothing more arrives
+                with engine.connect() as conn:
+                    return conn.execute(query).mappings().all()
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def collector(database_url, db_engine, tmp_path):
+    running = RunningCollector(database_url, tmp_path)
+    running.start()
+    yield running
+    running.stop()

@@ -11,6 +11,7 @@ export ISPFLOW_DATABASE_URL=${ISPFLOW_DATABASE_URL:-postgresql://postgres@127.0.
 export ISPFLOW_REDIS_URL=${ISPFLOW_REDIS_URL:-redis://127.0.0.1:6379/0}
 export ISPFLOW_SPOOL_DIR=${ISPFLOW_SPOOL_DIR:-$PWD/var/spool}
 export ISPFLOW_STATE_DIR=${ISPFLOW_STATE_DIR:-$PWD/var/state}
+export ISPFLOW_EXPORT_DIR=${ISPFLOW_EXPORT_DIR:-$PWD/var/exports}
 if [ -z "${ISPFLOW_SECRET_KEY:-}" ]; then
     [ -s var/secret_key ] || (umask 077 && .venv/bin/python -c 'import secrets; print(secrets.token_hex(32))' > var/secret_key)
     ISPFLOW_SECRET_KEY=$(cat var/secret_key)

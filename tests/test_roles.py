@@ -8,6 +8,15 @@ PAGES = {
     "/netflow/": {"admin", "technician", "compliance", "customer"},
     "/netflow/my": {"customer"},
     "/netflow/subscribers": {"admin"},
+    "/netflow/search": {"compliance"},
+    "/netflow/who": {"compliance"},
+    "/netflow/exports": {"compliance"},
+    "/netflow/audit": {"admin"},
+    "/netflow/settings": {"admin"},
+    "/netflow/status": {"admin", "technician"},
+    "/netflow/storage": {"admin"},
+    "/netflow/routers": {"admin", "technician"},
+    "/netflow/routers/new": {"admin", "technician"},
 }
 
 

@@ -109,3 +109,16 @@ def test_customer_page_lists_only_the_customers_current_addresses(auth, client, 
     page = client.get("/netflow/my").data
     assert b"203.0.113.10" in page
     assert b"203.0.113.0/24" not in page
+
+
+def test_times_are_shown_in_the_isps_time_zone(app, auth, client, runner, tmp_path):
+    from ispflow import module_settings
+    from ispflow.extension import db
+
+    import_csv(runner, tmp_path, REASSIGNED)
+    with app.app_context():
+        module_settings.save(db.session, module_settings.ModuleSettings(timezone="Europe/Prague"))
+        db.session.commit()
+    auth.login("admin")
+    page = client.get("/netflow/subscribers").data
+    assert b"2026-03-01 13:00:00 +0100" in page  # 12:00 UTC, when ACC-NEW took the address

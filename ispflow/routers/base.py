@@ -165,7 +165,11 @@ class RouterDriver(abc.ABC):
         ...
 
     def __enter__(self):
-        self.connect()
+        try:
+            self.connect()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc):

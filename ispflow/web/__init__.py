@@ -5,4 +5,6 @@ from ..database import package_path
 
 blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("ispflow.templates")))
 
-from . import access, overview, subscribers  # noqa: E402,F401  (views register on import)
+# Views register on the blueprint when their module is imported.
+from . import access, overview, subscribers  # noqa: E402,F401
+from . import audit, routers, search, settings, status, storage  # noqa: E402,F401

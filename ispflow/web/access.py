@@ -63,10 +63,23 @@ def template_globals():
         return [(endpoint, label) for endpoint, label, roles in MENU if user.role in roles]
 
     return {
+        "ispflow_local_time": local_time,
         "ispflow_base_template": settings().BASE_TEMPLATE if "ispflow" in _extensions() else "ispflow/layout.html",
         "ispflow_menu": visible_menu if "ispflow" in _extensions() else (lambda: []),
         "ispflow_user": current_user if "ispflow" in _extensions() else (lambda: None),
     }
+
+
+def local_time(moment) -> str:
+    """A stored (UTC) moment as the ISP reads it: in the time zone of the module settings."""
+    if moment is None:
+        return "—"
+    if "ispflow_zone" not in g:
+        from .. import module_settings
+        from ..extension import session
+
+        g.ispflow_zone = module_settings.load(session()).zone if "ispflow" in _extensions() else None
+    return moment.astimezone(g.ispflow_zone).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
 def _extensions():

@@ -92,7 +92,6 @@ select create_hypertable('ispflow.flows', 'ts_start',
 create index flows_ts_start on ispflow.flows using brin (ts_start) with (pages_per_range = 32);
 create index flows_src_addr on ispflow.flows (src_addr, ts_start);
 create index flows_dst_addr on ispflow.flows (dst_addr, ts_start);
-create index flows_account on ispflow.flows (account, ts_start) where account is not null;
 
 create table ispflow.nat_events (
     ts                timestamptz not null,
@@ -137,11 +136,13 @@ create table ispflow.routers (
     use_tls            boolean not null default false,
     interfaces         text not null default 'all',
     netflow_version    text not null default '9' check (netflow_version in ('5', '9', 'ipfix')),
-    collector          text not null,
+    collector          text,
     source_interface   text,
+    timeout_s          double precision not null default 15 check (timeout_s > 0),
     os_version         text,
     created_at         timestamptz not null default now(),
     provisioned_at     timestamptz,
+    provisioned_collector text,
     verified           boolean not null default false,
     verified_at        timestamptz,
     ntp_synced         boolean,
@@ -160,6 +161,7 @@ create table ispflow.router_jobs (
     requested_by text,
     rq_job_id    text,
     log          text not null default '',
+    progress     smallint not null default 0 check (progress between 0 and 100),
     message      text,
     created_at   timestamptz not null default now(),
     started_at   timestamptz,
@@ -170,6 +172,7 @@ create index router_jobs_router on ispflow.router_jobs (router_id, created_at de
 create table ispflow.exports (
     id           bigserial primary key,
     requested_by text not null,
+    role         text,
     case_ref     text not null,
     criteria     jsonb not null,
     state        text not null default 'queued'

@@ -1,0 +1,115 @@
+"""Which indexes can the flows hypertable afford? COPY rows/s of ispflow's writer into
+``ispflow.flows`` with each index set, two writer connections as the collector uses, and the
+bytes per row each set costs.
+
+    .venv/bin/python bench/indexes.py [--rows 1000000]
+
+Not part of the test suite; figures go to docs/storage.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ispflow.collector import synthetic  # noqa: E402
+from ispflow.collector.attribution import SubscriberDirectory  # noqa: E402
+from ispflow.collector.decoder import FlowDecoder  # noqa: E402
+from ispflow.collector.enrich import enrich  # noqa: E402
+from ispflow.collector.writer import copy_flows, encode  # noqa: E402
+from ispflow.database import drop_database, raw_connection, upgrade  # noqa: E402
+
+URL = "postgresql://postgres@127.0.0.1:5432/ispflow_bench_indexes"
+VARIANTS = {
+    "brin(ts) only": [],
+    "brin(ts) + (src_addr, ts) + (dst_addr, ts)": ["flows_src_addr", "flows_dst_addr"],
+    "… + partial (account, ts)": ["flows_src_addr", "flows_dst_addr", "flows_account"],
+}
+DEFINITIONS = {
+    "flows_src_addr": "create index flows_src_addr on ispflow.flows (src_addr, ts_start)",
+    "flows_dst_addr": "create index flows_dst_addr on ispflow.flows (dst_addr, ts_start)",
+    "flows_account": "create index flows_account on ispflow.flows (account, ts_start) where account is not null",
+}
+
+
+def payloads(rows: int, batch: int = 50_000) -> list[bytes]:
+    """Distinct batches (repeated rows would let btree deduplication flatter the indexes)."""
+    since = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    directory = SubscriberDirectory([(f"A{i}", "fiber", f"100.64.{i // 256}.{i % 256}", since, None)
+                                     for i in range(1, 16000)])
+    out = []
+    for seed in range(rows // batch):
+        start = 1_767_225_600.0 + seed * 3600
+        flows = synthetic.generate_flows(batch, seed=seed, subscriber_prefix="100.64.0.0/18", start=start,
+                                         duration=3600)
+        exporter = synthetic.Exporter(version=9, boot_time=start - 3600)
+        decoder = FlowDecoder()
+        for packet in exporter.packets(flows, synthetic.V9_IPV4, export_time=start + 3700):
+            decoder.feed(packet, "192.0.2.1", time.time())
+        decoded, _ = decoder.drain()
+        out.append(encode(enrich(decoded, directory), np.array([1])))
+    return out
+
+
+def measure(name: str, indexes: list[str], batches: list[bytes], writers: int = 2) -> None:
+    conn = raw_connection(URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("truncate ispflow.flows")
+        for index in DEFINITIONS:
+            cur.execute(f"drop index if exists ispflow.{index}")
+        for index in indexes:
+            cur.execute(DEFINITIONS[index])
+    work = list(batches)
+    lock = threading.Lock()
+
+    def writer():
+        c = raw_connection(URL)
+        while True:
+            with lock:
+                if not work:
+                    break
+                payload = work.pop()
+            copy_flows(c, payload)
+            c.commit()
+        c.close()
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=writer) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    with conn.cursor() as cur:
+        cur.execute("select count(*), hypertable_size('ispflow.flows'), "
+                    "(select sum(total_bytes - table_bytes) from chunks_detailed_size('ispflow.flows')) "
+                    "from ispflow.flows")
+        rows, total, index_bytes = cur.fetchone()
+    conn.close()
+    print(f"{name:45s} {rows / seconds:>9,.0f} rows/s   {total / rows:6.1f} B/row   indexes {index_bytes / rows:5.1f} B/row",
+          flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    upgrade(URL)
+    batches = payloads(args.rows)
+    print(f"{len(batches) * 50_000:,} rows per variant, 2 writer connections, binary COPY")
+    for name, indexes in VARIANTS.items():
+        measure(name, indexes, batches)
+    drop_database(URL)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Ingest benchmark: flows/s stored (and loss) on the same generated stream, side by side:
+
+- ispflow's collector into TimescaleDB (its real schema and indexes);
+- pmacct's nfacctd with its PostgreSQL plugin (COPY, one row per flow) into a hypertable
+  with the same chunking and IP indexes;
+- nfcapd writing files (no database: the ceiling).
+
+    .venv/bin/python bench/ingest.py --flows 1000000 [--version 9|10|5] [--rate FLOWS_PER_S]
+
+Prints one line per peer. Needs PostgreSQL + TimescaleDB on 127.0.0.1 and Debian's nfdump and
+pmacct (scripts/install-services.sh --test installs them). Not part of the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ispflow.collector import synthetic  # noqa: E402
+
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+CACHE = ROOT / "bench" / ".cache"
+
+
+def stream(n: int, version: int) -> list[bytes]:
+    """The benchmark's datagrams (generated once, then read from bench/.cache)."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"stream-v{version}-{n}.bin"
+    if path.exists():
+        data, out, offset = path.read_bytes(), [], 0
+        while offset < len(data):
+            (size,) = struct.unpack_from(">I", data, offset)
+            out.append(data[offset + 4: offset + 4 + size])
+            offset += 4 + size
+        return out
+    t0 = 1_767_225_600.0
+    flows = synthetic.generate_flows(n, seed=42, start=t0, subscriber_prefix="100.64.0.0/18", duration=600)
+    if version == 5:
+        packets = synthetic.v5_packets(flows, export_time=t0 + 700)
+    else:
+        exporter = synthetic.Exporter(version=version, boot_time=t0 - 3600)
+        template = synthetic.V9_IPV4 if version == 9 else synthetic.IPFIX_IPV4
+        packets = exporter.packets(flows, template, export_time=t0 + 700, with_template="every")
+    path.write_bytes(b"".join(struct.pack(">I", len(p)) + p for p in packets))
+    return packets
+
+
+def send(packets: list[bytes], port: int, rate: float, flows_per_packet: float) -> float:
+    """Send everything (paced to ``rate`` flows/s when given); returns the seconds it took."""
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    start = time.perf_counter()
+    for i, packet in enumerate(packets):
+        out.sendto(packet, ("127.0.0.1", port))
+        if rate and i % 16 == 0:
+            due = start + i * flows_per_packet / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+    out.close()
+    return time.perf_counter() - start
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def psql(database: str, sql: str) -> str:
+    return subprocess.run(["psql", "-X", "-q", "-t", "-A", "-h", "127.0.0.1", "-U", "postgres", "-d", database,
+                           "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def fresh_database(name: str) -> str:
+    psql("postgres", f"drop database if exists {name} with (force)")
+    psql("postgres", f"create database {name}")
+    return f"{SERVER}/{name}"
+
+
+def wait_for_rows(database: str, table: str, expected: int, start: float, idle: float = 5.0) -> tuple[int, float]:
+    """Poll the row count until it reaches ``expected`` or stops growing; (rows, seconds)."""
+    rows, last_change = 0, time.perf_counter()
+    while True:
+        now_rows = int(psql(database, f"select count(*) from {table}"))
+        if now_rows != rows:
+            rows, last_change = now_rows, time.perf_counter()
+        if rows >= expected or time.perf_counter() - last_change > idle:
+            return rows, last_change - start
+        time.sleep(0.2)
+
+
+def run_ispflow(packets, n, rate, per_packet) -> dict:
+    url = fresh_database("ispflow_bench")
+    subprocess.run([str(ROOT / ".venv/bin/ispflow"), "db", "upgrade"], env={**os.environ, "ISPFLOW_DATABASE_URL": url},
+                   check=True, capture_output=True)
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="ispflow-bench-"))
+    env = {**os.environ, "ISPFLOW_DATABASE_URL": url, "ISPFLOW_SPOOL_DIR": str(work / "spool"),
+           "ISPFLOW_STATE_DIR": str(work / "state"), "ISPFLOW_COLLECTOR_LISTEN": f"127.0.0.1:{port}"}
+    process = subprocess.Popen([str(ROOT / ".venv/bin/ispflow"), "collector"], env=env,
+                               stderr=subprocess.PIPE, text=True)
+    while "receiving on" not in process.stderr.readline():
+        pass
+    cpu_before = _cpu(process.pid)
+    start = time.perf_counter()
+    sent_in = send(packets, port, rate, per_packet)
+    rows, seconds = wait_for_rows("ispflow_bench", "ispflow.flows", n, start)
+    cpu = _cpu(process.pid) - cpu_before
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    return dict(peer="ispflow collector → TimescaleDB", rows=rows, seconds=seconds, send=sent_in, cpu=cpu)
+
+
+PMACCT_TABLE = """
+create extension if not exists timescaledb;
+create table flows_pmacct (
+    ip_src inet not null, ip_dst inet not null, port_src int not null, port_dst int not null,
+    ip_proto smallint not null, tcp_flags smallint not null, packets int not null, bytes bigint not null,
+    timestamp_start timestamp not null, timestamp_start_residual int not null default 0,
+    timestamp_end timestamp not null, timestamp_end_residual int not null default 0,
+    stamp_inserted timestamp, stamp_updated timestamp);
+select create_hypertable('flows_pmacct', 'timestamp_start', chunk_time_interval => interval '1 day',
+                         create_default_indexes => false);
+create index on flows_pmacct using brin (timestamp_start);
+create index on flows_pmacct (ip_src, timestamp_start);
+create index on flows_pmacct (ip_dst, timestamp_start);
+"""
+
+
+def run_nfacctd(packets, n, rate, per_packet) -> dict:
+    fresh_database("ispflow_bench_pmacct")
+    psql("ispflow_bench_pmacct", PMACCT_TABLE)
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="nfacctd-bench-"))
+    config = work / "nfacctd.conf"
+    config.write_text(
+        f"daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nnfacctd_pipe_size: 268435456\n"
+        "plugins: pgsql\nsql_host: 127.0.0.1\nsql_user: postgres\nsql_passwd: unused\nsql_db: ispflow_bench_pmacct\n"
+        "sql_table: flows_pmacct\nsql_optimize_clauses: true\nsql_dont_try_update: true\nsql_use_copy: true\n"
+        "sql_refresh_time: 1\nnfacctd_time_new: true\nsql_cache_entries: 1000003\n"
+        "plugin_buffer_size: 1024000\nplugin_pipe_size: 256000000\n"
+        "aggregate: src_host, dst_host, src_port, dst_port, proto, tcpflags, timestamp_start, timestamp_end\n"
+    )
+    process = subprocess.Popen(["nfacctd", "-f", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=open(work / "nfacctd.log", "w"))
+    time.sleep(2)
+    cpu_before = _cpu(process.pid)
+    start = time.perf_counter()
+    sent_in = send(packets, port, rate, per_packet)
+    rows, seconds = wait_for_rows("ispflow_bench_pmacct", "flows_pmacct", n, start, idle=15.0)
+    cpu = _cpu(process.pid) - cpu_before
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    return dict(peer="nfacctd pgsql plugin → TimescaleDB", rows=rows, seconds=seconds, send=sent_in, cpu=cpu)
+
+
+def run_nfcapd(packets, n, rate, per_packet) -> dict:
+    directory = Path(tempfile.mkdtemp(prefix="nfcapd-bench-"))
+    port = free_port()
+    process = subprocess.Popen(["nfcapd", "-b", "127.0.0.1", "-p", str(port), "-w", str(directory), "-t", "3600",
+                                "-B", "33554432"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    cpu_before = _cpu(process.pid)
+    start = time.perf_counter()
+    sent_in = send(packets, port, rate, per_packet)
+    time.sleep(1)
+    cpu = _cpu(process.pid) - cpu_before
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    seconds = time.perf_counter() - start - 1
+    output = subprocess.run(["nfdump", "-R", str(directory), "-q", "-o", "csv"], capture_output=True, text=True).stdout
+    rows = sum(1 for line in output.splitlines() if line.count(",") > 10)
+    return dict(peer="nfcapd → files (no database)", rows=rows, seconds=seconds, send=sent_in, cpu=cpu)
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = sum(int(x) for x in fields[11:15])
+        return ticks / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--flows", type=int, default=1_000_000)
+    parser.add_argument("--version", type=int, default=9, choices=(5, 9, 10))
+    parser.add_argument("--rate", type=float, default=0.0, help="flows/s to send at (0 = as fast as possible)")
+    parser.add_argument("--peers", default="ispflow,nfacctd,nfcapd")
+    args = parser.parse_args()
+    try:  # nfacctd needs a large socket buffer (FIELD-NOTES: 11 % loss with the 4 MB default)
+        Path("/proc/sys/net/core/rmem_max").write_text("268435456")
+    except OSError:
+        print("note: could not raise net.core.rmem_max (not root?): nfacctd may lose flows")
+    packets = stream(args.flows, args.version)
+    per_packet = args.flows / len(packets)
+    print(f"stream: {args.flows} flows in {len(packets)} NetFlow v{args.version} packets "
+          f"({per_packet:.1f} flows/packet), rate {'max' if not args.rate else f'{args.rate:,.0f} flows/s'}")
+    runners = {"ispflow": run_ispflow, "nfacctd": run_nfacctd, "nfcapd": run_nfcapd}
+    for name in args.peers.split(","):
+        result = runners[name](packets, args.flows, args.rate, per_packet)
+        loss = 100.0 * (1 - result["rows"] / args.flows)
+        print(f"{result['peer']:38s} stored {result['rows']:>9,} in {result['seconds']:6.2f} s = "
+              f"{result['rows'] / max(result['seconds'], 1e-9):>10,.0f} flows/s, loss {loss:5.2f} %, "
+              f"sent in {result['send']:.2f} s, process CPU {result['cpu']:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Which subscriber held each flow's address at the flow's start, resolved in bulk.
+
+The whole directory is held in memory (a few hundred thousand assignments is a few MB) and
+reloaded periodically, so the collector never asks the database per flow. IPv4 lookups are
+vectorised: per prefix length, sorted network keys and ``searchsorted``; IPv6, rarer in
+subscriber traffic, goes through a dictionary.
+
+The subscriber side of a flow: its source when the source is a subscriber's address (the
+flow goes ``out`` from the subscriber), else its destination (``in``). An address inside the
+ISP's own prefixes but assigned to nobody still gives the direction, without an account.
+"""
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from datetime import datetime, timezone
+
+import numpy as np
+import sqlalchemy as sa
+
+from .batches import FlowBatch
+from .enrich import DIRECTION_IN, DIRECTION_NONE, DIRECTION_OUT
+
+_FOREVER = np.iinfo(np.int64).max
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _micros(moment: datetime | None) -> int:
+    if moment is None:
+        return _FOREVER
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class SubscriberDirectory:
+    def __init__(self, assignments, own_prefixes=()):
+        """``assignments``: iterable of (account, service, prefix, valid_from, valid_to)."""
+        self.subscribers: list[tuple[str, str]] = []
+        index: dict[tuple[str, str], int] = {}
+        v4 = defaultdict(list)
+        self._v6 = defaultdict(list)
+        for account, service, prefix, valid_from, valid_to in assignments:
+            network = ipaddress.ip_network(str(prefix), strict=False)
+            sub = index.setdefault((account, service), len(index))
+            period = (_micros(valid_from), _micros(valid_to), sub)
+            if network.version == 4:
+                v4[network.prefixlen].append((int(network.network_address), *period))
+            else:
+                self._v6[(network.prefixlen, network.network_address.packed)].append(period)
+        self.subscribers = list(index)
+        self._v4 = []
+        for length in sorted(v4, reverse=True):
+            rows = sorted(v4[length])
+            table = np.array(rows, dtype=np.int64).reshape(-1, 4)
+            mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+            self._v4.append((np.uint32(mask), table[:, 0].astype(np.uint32), table[:, 1], table[:, 2],
+                             table[:, 3].astype(np.int32)))
+        self._v6_lengths = sorted({length for length, _ in self._v6}, reverse=True)
+        self._own4 = []
+        self._own6 = []
+        for prefix in own_prefixes:
+            network = ipaddress.ip_network(prefix, strict=False)
+            if network.version == 4:
+                self._own4.append((np.uint32(int(network.netmask)), np.uint32(int(network.network_address))))
+            else:
+                self._own6.append(network)
+
+    @classmethod
+    def load(cls, conn, own_prefixes=()) -> "SubscriberDirectory":
+        rows = conn.execute(sa.text(
+            "select account, service, prefix::text, valid_from, valid_to from ispflow.ip_assignments"
+        )).all()
+        return cls(rows, own_prefixes)
+
+    def __len__(self) -> int:
+        return sum(len(keys) for _, keys, *_ in self._v4) + sum(len(v) for v in self._v6.values())
+
+    # --- lookups --------------------------------------------------------------------------
+    def lookup(self, family: np.ndarray, addr: np.ndarray, when: np.ndarray) -> np.ndarray:
+        found = np.full(len(family), -1, dtype=np.int32)
+        is4 = family == 4
+        if self._v4 and is4.any():
+            rows = np.nonzero(is4)[0]
+            keys = addr[rows, :4].copy().view(">u4").reshape(-1).astype(np.uint32)
+            at = when[rows]
+            result = np.full(len(rows), -1, dtype=np.int32)
+            for mask, nets, starts, ends, subs in self._v4:
+                todo = np.nonzero(result < 0)[0]
+                if not len(todo):
+                    break
+                masked = keys[todo] & mask
+                lo = np.searchsorted(nets, masked, "left")
+                hi = np.searchsorted(nets, masked, "right")
+                for k in range(int((hi - lo).max(initial=0))):
+                    candidate = lo + k
+                    live = candidate < hi
+                    c = np.where(live, candidate, 0)
+                    hit = live & (starts[c] <= at[todo]) & (at[todo] < ends[c]) & (result[todo] < 0)
+                    result[todo[hit]] = subs[c[hit]]
+            found[rows] = result
+        if self._v6:
+            for row in np.nonzero(family == 6)[0]:
+                found[row] = self._lookup6(bytes(addr[row]), int(when[row]))
+        return found
+
+    def _lookup6(self, packed: bytes, when: int) -> int:
+        value = int.from_bytes(packed, "big")
+        for length in self._v6_lengths:
+            network = (value >> (128 - length) << (128 - length)).to_bytes(16, "big") if length else bytes(16)
+            for start, end, sub in self._v6.get((length, network), ()):
+                if start <= when < end:
+                    return sub
+        return -1
+
+    def _own(self, family: np.ndarray, addr: np.ndarray) -> np.ndarray:
+        own = np.zeros(len(family), dtype=bool)
+        if self._own4:
+            keys = addr[:, :4].copy().view(">u4").reshape(-1).astype(np.uint32)
+            for mask, net in self._own4:
+                own |= (family == 4) & ((keys & mask) == net)
+        if self._own6:
+            for row in np.nonzero(family == 6)[0]:
+                address = ipaddress.IPv6Address(bytes(addr[row]))
+                own[row] = any(address in network for network in self._own6)
+        return own
+
+    def attribute(self, batch: FlowBatch):
+        """(subscriber index per flow or -1, direction per flow, the subscribers list)."""
+        n = len(batch)
+        src = self.lookup(batch.family, batch.src_addr, batch.ts_start)
+        dst = self.lookup(batch.family, batch.dst_addr, batch.ts_start)
+        subscriber = np.where(src >= 0, src, dst).astype(np.int32)
+        direction = np.full(n, DIRECTION_NONE, dtype=np.int8)
+        direction[dst >= 0] = DIRECTION_IN
+        direction[src >= 0] = DIRECTION_OUT
+        if self._own4 or self._own6:
+            unknown = direction == DIRECTION_NONE
+            if unknown.any():
+                own_src = self._own(batch.family, batch.src_addr)
+                own_dst = self._own(batch.family, batch.dst_addr)
+                direction[unknown & own_dst] = DIRECTION_IN
+                direction[unknown & own_src] = DIRECTION_OUT
+        return subscriber, direction, self.subscribers

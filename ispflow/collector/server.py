@@ -1,0 +1,365 @@
+"""The collector process: UDP in, flows into TimescaleDB within a second, nothing lost.
+
+Threads, each with one job:
+- the receiver reads every socket, hands packets to the decoder (cheap header parsing) and,
+  every ``flush_interval`` or when enough records are queued, drains the decoder into column
+  batches, attributes them to subscribers and queues them for the writers;
+- writers (one database connection each, so PostgreSQL works on both cores) COPY batches;
+  a batch the database cannot take goes to the spool, and while the spool holds anything new
+  batches follow it there, so order is kept;
+- the keeper replays the spool when the database is back, writes the heartbeat and the
+  exporters' counters, saves the decoder's templates and reloads the subscriber directory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import selectors
+import socket
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+
+import sqlalchemy as sa
+
+from .. import module_settings
+from ..database import engine_for, psycopg2_dsn
+from .attribution import SubscriberDirectory
+from .decoder import DecodeError, FlowDecoder
+from .enrich import EnrichedFlows, enrich
+from .exporters import ExporterRegistry
+from .sockets import kernel_drops, open_udp, parse_listen, receive_buffer
+from .spool import Spool
+from .writer import copy_flows, copy_nat, encode, encode_nat
+
+log = logging.getLogger("ispflow.collector")
+DATABASE_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+class RateLimitedLog:
+    """At most one message per key per ``period`` seconds, with the count of the others."""
+
+    def __init__(self, period: float = 10.0):
+        self.period = period
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, key: str, message: str, *args) -> None:
+        now = time.monotonic()
+        last, suppressed = self._last.get(key, (0.0, 0))
+        if now - last >= self.period:
+            suffix = f" ({suppressed} similar suppressed)" if suppressed else ""
+            log.warning(message + suffix, *args)
+            self._last[key] = (now, 0)
+        else:
+            self._last[key] = (last, suppressed + 1)
+
+
+class Collector:
+    def __init__(self, database_url: str, listen: list[str], spool_dir: str, state_dir: str,
+                 spool_max_bytes: int = 1 << 30, writers: int = 2, flush_interval: float = 0.5,
+                 max_batch: int = 50_000, heartbeat_interval: float = 5.0, directory_refresh: float = 60.0,
+                 name: str | None = None):
+        self.database_url = database_url
+        self.dsn = psycopg2_dsn(database_url)
+        self.listen = [parse_listen(value) for value in listen]
+        self.spool = Spool(spool_dir, spool_max_bytes)
+        self.state_path = Path(state_dir) / "templates.json"
+        self.writers = writers
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self.heartbeat_interval = heartbeat_interval
+        self.directory_refresh = directory_refresh
+        self.name = name or f"{socket.gethostname()}:{'+'.join(listen)}"
+        self.decoder = FlowDecoder()
+        self._decoder_lock = threading.Lock()  # the receiver decodes, the keeper saves templates
+        self.exporters = ExporterRegistry()
+        self.directory = SubscriberDirectory([])
+        self.sockets: list[socket.socket] = []
+        self.batches: queue.Queue = queue.Queue(maxsize=writers * 4)
+        self.stopping = threading.Event()
+        self.database_up = threading.Event()
+        self._spool_lock = threading.Lock()  # writers vs replay: order of stored batches
+        self._threads: list[threading.Thread] = []
+        self._errors = RateLimitedLog()
+        self.started_at = time.time()
+        self.counters = dict(packets=0, bytes_received=0, records=0, flows_stored=0, nat_stored=0,
+                             decode_errors=0, lost_flows=0, spooled_batches=0, replayed_batches=0,
+                             kernel_drops=0, spool_dropped_batches=0)
+        self._counter_lock = threading.Lock()
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._load_state()
+        for host, port in self.listen:
+            self.sockets.append(open_udp(host, port))
+        for sock in self.sockets:
+            log.info("listening on %s (receive buffer %d bytes)", sock.getsockname()[:2], receive_buffer(sock))
+        self._refresh_directory()
+        self._check_database()
+        self._spawn(self._receive, "receiver")
+        for i in range(self.writers):
+            self._spawn(self._write, f"writer-{i}")
+        self._spawn(self._keep, "keeper")
+
+    def ports(self) -> list[int]:
+        return [s.getsockname()[1] for s in self.sockets]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop receiving, store (or spool) everything received, save the templates."""
+        self.stopping.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.1, deadline - time.monotonic()))
+        for sock in self.sockets:
+            sock.close()
+        self._save_state()
+        self._heartbeat()
+
+    def _spawn(self, target, name) -> None:
+        thread = threading.Thread(target=self._guard(target), name=f"collector-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _guard(self, target):
+        def run():
+            while True:
+                try:
+                    target()
+                    return
+                except Exception:  # a bug must not stop collection: log and go on
+                    log.exception("collector thread %s failed; restarting it", threading.current_thread().name)
+                    time.sleep(0.5)
+        return run
+
+    def _count(self, **deltas) -> None:
+        with self._counter_lock:
+            for key, value in deltas.items():
+                self.counters[key] += value
+
+    # --- receiving ------------------------------------------------------------------------
+    def _receive(self) -> None:
+        selector = selectors.DefaultSelector()
+        for sock in self.sockets:
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
+        buffer = bytearray(65536)
+        view = memoryview(buffer)
+        queued, last_drain = 0, time.monotonic()
+        while not self.stopping.is_set():
+            for key, _ in selector.select(timeout=min(0.1, self.flush_interval)):
+                sock = key.fileobj
+                for _ in range(256):  # take what is there, then let others run
+                    try:
+                        size, peer = sock.recvfrom_into(buffer)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    queued += self._packet(bytes(view[:size]), peer[0])
+            now = time.monotonic()
+            if queued and (queued >= self.max_batch or now - last_drain >= self.flush_interval):
+                self._drain()
+                queued, last_drain = 0, now
+            elif not queued:
+                last_drain = now
+        self._drain()
+        self.batches.put(None)  # tell the writers to finish
+
+    def _packet(self, packet: bytes, exporter: str) -> int:
+        received_at = time.time()
+        self._count(packets=1, bytes_received=len(packet))
+        try:
+            with self._decoder_lock:
+                info = self.decoder.feed(packet, exporter, received_at)
+        except DecodeError as error:
+            kept = error.info.records if error.info is not None else 0  # from the valid sets before the bad one
+            self._count(decode_errors=1, records=kept)
+            self.exporters.error(exporter, received_at, kept)
+            self._errors.warning(exporter, "malformed packet from %s: %s", exporter, error)
+            return kept
+        except Exception as error:  # the decoder promises DecodeError only; never crash on a packet
+            self._count(decode_errors=1)
+            self.exporters.error(exporter, received_at)
+            self._errors.warning(exporter, "packet from %s could not be decoded (%r)", exporter, error)
+            return 0
+        self._count(records=info.records, lost_flows=info.lost)
+        self.exporters.packet(exporter, info.version, info.records, info.lost, info.export_time, received_at,
+                              info.sampling_rate)
+        return info.records
+
+    def _drain(self) -> None:
+        with self._decoder_lock:
+            flows, nat = self.decoder.drain()
+        if len(flows):
+            self._enqueue(enrich(flows, self.directory))
+        if len(nat):
+            self._enqueue(nat)
+
+    def _enqueue(self, item) -> None:
+        try:
+            self.batches.put(item, timeout=self.flush_interval)
+        except queue.Full:  # writers are behind: keep receiving, park the batch on disk
+            self._to_spool(item)
+
+    # --- writing --------------------------------------------------------------------------
+    def _write(self) -> None:
+        conn = None
+        while True:
+            item = self.batches.get()
+            if item is None:
+                self.batches.put(None)  # let the other writers see it too
+                break
+            with self._spool_lock:
+                must_spool = len(self.spool) > 0
+            if must_spool or not self.database_up.is_set():
+                self._to_spool(item)
+                continue
+            try:
+                conn = conn if conn is not None and not conn.closed else psycopg2.connect(self.dsn)
+                self._store(conn, item)
+            except DATABASE_ERRORS as error:
+                self.database_up.clear()
+                self._errors.warning("database", "database unavailable (%s); spooling batches", error)
+                self._to_spool(item)
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    def _store(self, conn, item) -> None:
+        try:
+            ids = self.exporters.ids(conn, item.flows.exporters if isinstance(item, EnrichedFlows)
+                                     else item.exporters)
+            if isinstance(item, EnrichedFlows):
+                copy_flows(conn, encode(item, ids))
+                conn.commit()
+                self._count(flows_stored=len(item))
+            else:
+                subscriber = self.directory.lookup(item.family, item.private_addr, item.ts)
+                copy_nat(conn, encode_nat(item, ids, subscriber, self.directory.subscribers))
+                conn.commit()
+                self._count(nat_stored=len(item))
+        except DATABASE_ERRORS:
+            raise
+        except psycopg2.Error:
+            conn.rollback()
+            raise
+
+    def _to_spool(self, item) -> None:
+        with self._spool_lock:
+            if self.spool.put(item):
+                self._count(spooled_batches=1)
+            else:
+                self._count(spool_dropped_batches=1)
+
+    # --- keeping: replay, heartbeat, state, directory ----------------------------------------
+    def _keep(self) -> None:
+        last_beat = last_directory = 0.0
+        while True:
+            stopping = self.stopping.is_set()
+            now = time.monotonic()
+            if not self.database_up.is_set():
+                self._check_database()
+            if self.database_up.is_set() and len(self.spool):
+                self._replay()
+            if now - last_beat >= self.heartbeat_interval or stopping:
+                self._heartbeat()
+                self._save_state()
+                last_beat = now
+            if now - last_directory >= self.directory_refresh:
+                self._refresh_directory()
+                last_directory = now
+            if stopping and all(not t.is_alive() for t in self._threads if t.name.startswith("collector-writer")):
+                if not len(self.spool) or not self.database_up.is_set():
+                    return
+            time.sleep(0.2)
+
+    def _check_database(self) -> None:
+        try:
+            psycopg2.connect(self.dsn, connect_timeout=3).close()
+        except DATABASE_ERRORS:
+            return
+        self.exporters.forget_ids()
+        self.database_up.set()
+        log.info("database reachable; %d spooled batches to replay", len(self.spool))
+
+    def _replay(self) -> None:
+        try:
+            conn = psycopg2.connect(self.dsn, connect_timeout=3)
+        except DATABASE_ERRORS:
+            self.database_up.clear()
+            return
+        try:
+            while True:
+                with self._spool_lock:
+                    files = self.spool.files()
+                    if not files:
+                        return
+                    path = files[0]
+                    item = self.spool.load(path)
+                    self._store(conn, item)
+                    self.spool.remove(path)
+                self._count(replayed_batches=1)
+        except DATABASE_ERRORS as error:
+            self.database_up.clear()
+            self._errors.warning("database", "database lost during replay (%s)", error)
+        finally:
+            conn.close()
+
+    def _heartbeat(self) -> None:
+        with self._counter_lock:
+            open_sockets = [s for s in self.sockets if s.fileno() >= 0]
+            if open_sockets:
+                self.counters["kernel_drops"] = kernel_drops(open_sockets)
+            self.counters["spool_files"] = len(self.spool)
+            counters = dict(self.counters)
+        try:
+            conn = psycopg2.connect(self.dsn, connect_timeout=3)
+        except DATABASE_ERRORS:
+            return
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    """insert into ispflow.collector_heartbeats (collector, hostname, pid, started_at, beat_at, counters)
+                       values (%s, %s, %s, to_timestamp(%s), now(), %s)
+                       on conflict (collector) do update set hostname = excluded.hostname, pid = excluded.pid,
+                           started_at = excluded.started_at, beat_at = now(), counters = excluded.counters""",
+                    (self.name, socket.gethostname(), os.getpid(), self.started_at, json.dumps(counters)),
+                )
+            self.exporters.flush(conn)
+            conn.commit()
+        except DATABASE_ERRORS:
+            pass
+        finally:
+            conn.close()
+
+    def _refresh_directory(self) -> None:
+        """Reload the subscriber directory and the ISP's own prefixes (kept if unreachable)."""
+        try:
+            with engine_for(self.database_url).connect() as conn:
+                own = module_settings.load(conn).own_prefixes
+                self.directory = SubscriberDirectory.load(conn, own)
+        except sa.exc.OperationalError:
+            return
+
+    def _load_state(self) -> None:
+        try:
+            self.decoder.load_state(self.state_path.read_bytes())
+        except FileNotFoundError:
+            return
+        except DecodeError as error:
+            log.warning("ignoring saved templates in %s: %s", self.state_path, error)
+
+    def _save_state(self) -> None:
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.state_path.with_suffix(".tmp")
+            with self._decoder_lock:
+                state = self.decoder.export_state()
+            temporary.write_bytes(state)
+            os.replace(temporary, self.state_path)
+        except OSError as error:
+            self._errors.warning("state", "cannot save templates to %s: %s", self.state_path, error)

@@ -1,0 +1,94 @@
+"""A bounded, ordered on-disk queue of batches the database could not take.
+
+While the database is unreachable the collector keeps receiving: each batch is written here
+as one ``.npz`` file (numpy columns plus a JSON header), and replayed oldest first when the
+database is back, so every flow is stored once and in order. Files appear atomically (written
+under a temporary name, then renamed), so a crash never leaves half a batch to replay.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+
+from .batches import FlowBatch, NatBatch
+from .enrich import EnrichedFlows
+
+log = logging.getLogger(__name__)
+
+
+def pack(item) -> tuple[str, dict[str, np.ndarray], dict]:
+    """(kind, arrays, header) of an EnrichedFlows or a NatBatch."""
+    if isinstance(item, EnrichedFlows):
+        arrays = {f.name: getattr(item.flows, f.name) for f in fields(FlowBatch) if f.name != "exporters"}
+        arrays.update(subscriber=item.subscriber, direction=item.direction, status=item.status)
+        return "flows", arrays, {"exporters": item.flows.exporters, "subscribers": item.subscribers}
+    arrays = {f.name: getattr(item, f.name) for f in fields(NatBatch) if f.name != "exporters"}
+    return "nat", arrays, {"exporters": item.exporters}
+
+
+def unpack(kind: str, arrays: dict[str, np.ndarray], header: dict):
+    if kind == "flows":
+        batch = FlowBatch(exporters=header["exporters"],
+                          **{f.name: arrays[f.name] for f in fields(FlowBatch) if f.name != "exporters"})
+        return EnrichedFlows(batch, arrays["subscriber"], arrays["direction"], arrays["status"],
+                             [tuple(s) for s in header["subscribers"]])
+    return NatBatch(exporters=header["exporters"],
+                    **{f.name: arrays[f.name] for f in fields(NatBatch) if f.name != "exporters"})
+
+
+class Spool:
+    def __init__(self, directory: str | os.PathLike, max_bytes: int):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.dropped_batches = 0
+        self._lock = threading.Lock()
+        self._sequence = 0
+        for leftover in self.directory.glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+    def files(self) -> list[Path]:
+        return sorted(self.directory.glob("*.npz"))
+
+    def __len__(self) -> int:
+        return len(self.files())
+
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.files())
+
+    def put(self, item) -> bool:
+        """Keep a batch for later; False (and counted) when the spool is full."""
+        kind, arrays, header = pack(item)
+        buffer = io.BytesIO()
+        np.savez(buffer, __header__=np.frombuffer(json.dumps({"kind": kind, **header}).encode(), dtype=np.uint8),
+                 **arrays)
+        data = buffer.getvalue()
+        with self._lock:
+            if self.size() + len(data) > self.max_bytes:
+                self.dropped_batches += 1
+                log.error("spool %s is full (%d bytes): a batch of %d records is lost",
+                          self.directory, self.max_bytes, len(item))
+                return False
+            self._sequence += 1
+            name = f"{time.time_ns():020d}-{self._sequence:06d}"
+            temporary = self.directory / f"{name}.tmp"
+            temporary.write_bytes(data)
+            os.replace(temporary, self.directory / f"{name}.npz")
+        return True
+
+    def load(self, path: Path):
+        with np.load(path, allow_pickle=False) as stored:
+            header = json.loads(stored["__header__"].tobytes())
+            arrays = {name: stored[name] for name in stored.files if name != "__header__"}
+        return unpack(header.pop("kind"), arrays, header)
+
+    def remove(self, path: Path) -> None:
+        path.unlink(missing_ok=True)

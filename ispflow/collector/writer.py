@@ -1,0 +1,186 @@
+"""Storing flows: one binary COPY per batch, its rows built in bulk with numpy.
+
+PostgreSQL's binary COPY row is a field count followed by (length, bytes) per field. Rows whose
+variable-size fields have the same sizes (same address family, same NULLs, same text lengths)
+have the same layout, so each such group is built as one byte matrix from column blocks and
+no Python code runs per flow. FIELD-NOTES measured binary COPY at ~98k rows/s per connection
+against ~65k for text, and Python-side text row building as a bottleneck of its own.
+"""
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+
+from .enrich import DIRECTION_NAMES, STATUS_NAMES, EnrichedFlows
+
+COLUMNS = (
+    "ts_start", "ts_end", "exporter_id", "src_addr", "dst_addr", "src_port", "dst_port", "protocol",
+    "tcp_flags", "bytes", "packets", "in_if", "out_if", "sampling_rate", "src_as", "dst_as",
+    "account", "service", "direction", "status",
+)
+COPY_SQL = f"copy ispflow.flows ({', '.join(COLUMNS)}) from stdin with (format binary)"
+
+HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+TRAILER = struct.pack(">h", -1)
+PG_EPOCH_US = 946_684_800 * 1_000_000
+_INT4_MAX = 2**31 - 1
+_NULL = struct.pack(">i", -1)
+
+
+def _fixed(values: np.ndarray, dtype: str) -> np.ndarray:
+    """A (n, 4 + size) block: the length word then the big-endian value."""
+    size = np.dtype(dtype).itemsize
+    block = np.empty((len(values), 4 + size), dtype=np.uint8)
+    block[:, :4] = np.frombuffer(struct.pack(">i", size), dtype=np.uint8)
+    block[:, 4:] = values.astype(dtype).view(np.uint8).reshape(-1, size)
+    return block
+
+
+def _nullable(values: np.ndarray, dtype: str, present: bool) -> np.ndarray:
+    if present:
+        return _fixed(values, dtype)
+    return np.broadcast_to(np.frombuffer(_NULL, dtype=np.uint8), (len(values), 4))
+
+
+def _inet(addresses: np.ndarray, family: int) -> np.ndarray:
+    nb = 4 if family == 4 else 16
+    block = np.empty((len(addresses), 4 + 4 + nb), dtype=np.uint8)
+    block[:, :4] = np.frombuffer(struct.pack(">i", 4 + nb), dtype=np.uint8)
+    block[:, 4:8] = (2 if family == 4 else 3, 32 if family == 4 else 128, 0, nb)
+    block[:, 8:] = addresses[:, :nb]
+    return block
+
+
+def _text(value: str | None) -> bytes:
+    if value is None:
+        return _NULL
+    data = value.encode()
+    return struct.pack(">i", len(data)) + data
+
+
+def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
+    """The whole binary COPY payload for a batch; ``exporter_ids[i]`` is the id of exporter i."""
+    f = enriched.flows
+    n = len(f)
+    if not n:
+        return HEADER + TRAILER
+    # Text tail (account, service, direction, status): one byte string per distinct combination.
+    combo = (enriched.subscriber.astype(np.int64) + 1) * 16 + enriched.direction * 4 + enriched.status
+    combos, combo_of_row = np.unique(combo, return_inverse=True)
+    tails = []
+    for value in combos.tolist():
+        sub, rest = divmod(value, 16)
+        direction, status = divmod(rest, 4)
+        account, service = enriched.subscribers[sub - 1] if sub else (None, None)
+        tails.append(_text(account) + _text(service) + _text(DIRECTION_NAMES.get(direction))
+                     + _text(STATUS_NAMES.get(status)))
+    tail_len = np.array([len(t) for t in tails], dtype=np.int64)[combo_of_row]
+
+    optional = {"tcp_flags": f.tcp_flags >= 0, "in_if": (f.in_if >= 0) & (f.in_if <= _INT4_MAX),
+                "out_if": (f.out_if >= 0) & (f.out_if <= _INT4_MAX), "src_as": f.src_as >= 0,
+                "dst_as": f.dst_as >= 0}
+    signature = (f.family == 6).astype(np.int64)
+    for bit, present in enumerate(optional.values(), start=1):
+        signature |= present.astype(np.int64) << bit
+    signature |= tail_len << 8
+    exporter = exporter_ids[f.exporter].astype(np.int64)
+
+    out = io.BytesIO()
+    out.write(HEADER)
+    field_count = np.frombuffer(struct.pack(">h", len(COLUMNS)), dtype=np.uint8)
+    for sig in np.unique(signature).tolist():
+        rows = np.nonzero(signature == sig)[0]
+        family = 6 if sig & 1 else 4
+        has = {name: bool(sig >> bit & 1) for bit, name in enumerate(optional, start=1)}
+        group_combos, local = np.unique(combo_of_row[rows], return_inverse=True)
+        tail_matrix = np.frombuffer(b"".join(tails[c] for c in group_combos.tolist()), dtype=np.uint8)
+        tail_matrix = tail_matrix.reshape(len(group_combos), -1)[local]
+        blocks = [
+            np.broadcast_to(field_count, (len(rows), 2)),
+            _fixed(f.ts_start[rows] - PG_EPOCH_US, ">i8"),
+            _fixed(f.ts_end[rows] - PG_EPOCH_US, ">i8"),
+            _fixed(exporter[rows], ">i4"),
+            _inet(f.src_addr[rows], family),
+            _inet(f.dst_addr[rows], family),
+            _fixed(f.src_port[rows], ">i4"),
+            _fixed(f.dst_port[rows], ">i4"),
+            _fixed(f.protocol[rows], ">i2"),
+            _nullable(f.tcp_flags[rows], ">i2", has["tcp_flags"]),
+            _fixed(f.bytes[rows], ">i8"),
+            _fixed(f.packets[rows], ">i8"),
+            _nullable(f.in_if[rows], ">i4", has["in_if"]),
+            _nullable(f.out_if[rows], ">i4", has["out_if"]),
+            _fixed(f.sampling_rate[rows], ">i4"),
+            _nullable(f.src_as[rows], ">i8", has["src_as"]),
+            _nullable(f.dst_as[rows], ">i8", has["dst_as"]),
+            tail_matrix,
+        ]
+        out.write(np.hstack(blocks).tobytes())
+    out.write(TRAILER)
+    return out.getvalue()
+
+
+def copy_flows(conn, payload: bytes) -> None:
+    """COPY one encoded batch in the connection's current transaction (the caller commits)."""
+    with conn.cursor() as cur:
+        cur.copy_expert(COPY_SQL, io.BytesIO(payload))
+
+
+NAT_COLUMNS = (
+    "ts", "ts_end", "exporter_id", "event", "protocol", "private_addr", "private_port", "public_addr",
+    "public_port", "port_block_start", "port_block_end", "dst_addr", "dst_port", "account", "service",
+)
+NAT_COPY_SQL = f"copy ispflow.nat_events ({', '.join(NAT_COLUMNS)}) from stdin"
+
+
+def _address_text(family: int, row: np.ndarray) -> str:
+    import socket
+
+    if family == 4:
+        return socket.inet_ntop(socket.AF_INET, row[:4].tobytes())
+    if family == 6:
+        return socket.inet_ntop(socket.AF_INET6, row.tobytes())
+    return "\\N"
+
+
+def _timestamp_text(micros: int) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    if micros < 0:
+        return "\\N"
+    return (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros)).isoformat()
+
+
+def encode_nat(batch, exporter_ids: np.ndarray, subscriber: np.ndarray, subscribers) -> bytes:
+    """Text COPY rows for NAT events (far fewer than flows, so built row by row)."""
+    def optional(value: int) -> str:
+        return "\\N" if value < 0 else str(value)
+
+    lines = []
+    for i in range(len(batch)):
+        account, service = subscribers[subscriber[i]] if subscriber[i] >= 0 else ("\\N", "\\N")
+        fields_ = (
+            _timestamp_text(int(batch.ts[i])), _timestamp_text(int(batch.ts_end[i])),
+            str(int(exporter_ids[batch.exporter[i]])), str(int(batch.event[i])), optional(int(batch.protocol[i])),
+            _address_text(int(batch.family[i]), batch.private_addr[i]), optional(int(batch.private_port[i])),
+            _address_text(int(batch.public_family[i]), batch.public_addr[i]), optional(int(batch.public_port[i])),
+            optional(int(batch.port_block_start[i])), optional(int(batch.port_block_end[i])),
+            _address_text(int(batch.dst_family[i]), batch.dst_addr[i]), optional(int(batch.dst_port[i])),
+            _escape(account), _escape(service),
+        )
+        lines.append("\t".join(fields_))
+    return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _escape(text: str) -> str:
+    if text == "\\N":
+        return text
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def copy_nat(conn, payload: bytes) -> None:
+    if payload:
+        with conn.cursor() as cur:
+            cur.copy_expert(NAT_COPY_SQL, io.BytesIO(payload))

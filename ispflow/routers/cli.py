@@ -1,0 +1,152 @@
+"""``ispflow routers …``: the panel's router functions on the command line.
+
+Provision, check and remove run in the foreground (printing the job log as it goes) and are
+recorded as jobs like the panel's, so the router page shows them too.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import with_appcontext
+
+from ..config import ConfigError
+from ..extension import db, settings
+from . import service
+
+
+def fail(message: str):
+    """ispflow's one-sentence error with exit status 2 (imported late: ispflow.cli imports us)."""
+    from ..cli import fail as cli_fail
+
+    cli_fail(message)
+
+
+@click.group("routers")
+def routers_group():
+    """Routers that export NetFlow to ispflow: add, provision, check, remove."""
+
+
+def _router(name: str):
+    router = service.find_router(db.session, name)
+    if router is None:
+        fail(f"no router is named {name!r}; see `ispflow routers list`.")
+    return router
+
+
+@routers_group.command("add")
+@click.argument("name")
+@click.option("--vendor", required=True, type=click.Choice(["mikrotik", "cisco_ios", "cisco_xe", "cisco_nxos"]))
+@click.option("--host", required=True, help="Address the router is managed at.")
+@click.option("--port", type=int, help="API / SSH port (default 8728, 8729 with --api-ssl, 22 for SSH).")
+@click.option("--username", required=True)
+@click.option("--api-ssl", is_flag=True, help="MikroTik: use API-SSL.")
+@click.option("--interfaces", default="all", show_default=True, help="Comma-separated interfaces to watch.")
+@click.option("--version", "netflow_version", default="9", show_default=True, type=click.Choice(["5", "9", "ipfix"]))
+@click.option("--collector", help="HOST:PORT to export to (default ISPFLOW_EXPORT_TARGET).")
+@click.option("--source-interface", help="Interface whose address the export comes from.")
+@click.option("--timeout", "timeout_s", type=float, default=15.0, show_default=True, help="Seconds to wait for the router.")
+@with_appcontext
+def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow_version, collector,
+                source_interface, timeout_s):
+    """Add a router; its password is read from standard input."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        router = service.add_router(
+            db.session, settings(), name=name, vendor=vendor, host=host, port=port, username=username,
+            password=password, use_tls=api_ssl, interfaces=interfaces, netflow_version=netflow_version,
+            collector=collector, source_interface=source_interface, timeout_s=timeout_s,
+        )
+    except service.InvalidRouter as exc:
+        fail(f"--{exc.field.replace('_', '-')}: {exc}" if exc.field != "password" else f"{exc} (on standard input)")
+    except ConfigError as exc:
+        fail(str(exc).rstrip("."))
+    db.session.commit()
+    click.echo(f"Added router {router.name} ({router.vendor} at {router.host}).")
+
+
+@routers_group.command("list")
+@with_appcontext
+def routers_list():
+    """List routers with their export and clock state."""
+    rows = service.router_statuses(db.session)
+    if not rows:
+        click.echo("No routers.")
+        return
+    click.echo(f"{'NAME':<16} {'VENDOR':<11} {'HOST':<16} {'VERSION':<18} {'PROVISIONED':<17} "
+               f"{'VERIFIED':<8} {'NTP':<6} {'SKEW':>8} EXPORTING")
+    for row in rows:
+        r = row.router
+        ntp = "-" if r.ntp_synced is None else ("synced" if r.ntp_synced else "NO")
+        skew = "-" if r.clock_skew_s is None else f"{r.clock_skew_s:+.1f}s"
+        when = r.provisioned_at.strftime("%Y-%m-%d %H:%M") if r.provisioned_at else "-"
+        click.echo(f"{r.name:<16} {r.vendor:<11} {r.host:<16} {(r.os_version or '-')[:18]:<18} {when:<17} "
+                   f"{'yes' if r.verified else 'no':<8} {ntp:<6} {skew:>8} {'yes' if row.exporting else 'no'}")
+
+
+def _run(name: str, action: str) -> service.RouterJob:
+    router = _router(name)
+    try:
+        job = service.create_job(db.session, router, action, requested_by="cli")
+    except service.JobRefused as exc:
+        fail(str(exc).rstrip("."))
+    db.session.commit()
+    url = settings().DATABASE_URL
+    try:
+        done = service.run_job(url, settings(), job.id, echo=click.echo)
+    except ConfigError as exc:
+        fail(str(exc).rstrip("."))
+    db.session.expire_all()
+    return done
+
+
+@routers_group.command("provision")
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Only print the commands that would be sent.")
+@with_appcontext
+def routers_provision(name, dry_run):
+    """Configure the router to export NetFlow to ispflow's collector, then verify it."""
+    if dry_run:
+        from .base import RouterError, driver_for
+
+        router = _router(name)
+        try:
+            with driver_for(router.vendor)(service.spec_for(router, settings())) as driver:
+                commands = driver.plan()
+        except (RouterError, ConfigError) as exc:
+            fail(str(exc).rstrip("."))
+        if not commands:
+            click.echo(f"{name} is configured as planned already; nothing would be sent.")
+        for line in commands:
+            click.echo(line)
+        return
+    job = _run(name, "provision")
+    if job.state != "finished":
+        fail(job.message.rstrip("."))
+    click.echo(job.message)
+
+
+@routers_group.command("check")
+@click.argument("name")
+@with_appcontext
+def routers_check(name):
+    """Read the router's NTP state and clock; exit status 0 when synchronised, 1 when not."""
+    job = _run(name, "check")
+    if job.state != "finished":
+        fail(job.message.rstrip("."))
+    router = _router(name)
+    click.echo(job.message)
+    if not service.clock_trusted(router.ntp_synced, router.clock_skew_s):
+        sys.exit(1)
+
+
+@routers_group.command("remove")
+@click.argument("name")
+@with_appcontext
+def routers_remove(name):
+    """Take ispflow's export configuration off the router."""
+    job = _run(name, "remove")
+    if job.state != "finished":
+        fail(job.message.rstrip("."))
+    click.echo(job.message)
+

@@ -1,0 +1,183 @@
+"""``ispflow search``, ``ispflow who`` and ``ispflow audit verify``: the same answers as the panel.
+
+Every search and lookup is audited like the panel's, with the actor ``cli:<unix user>``.
+"""
+from __future__ import annotations
+
+import getpass
+import sys
+
+import click
+from flask.cli import with_appcontext
+
+from .. import audit
+from ..database import engine_for, raw_connection
+from ..module_settings import load
+from .criteria import ORDERS, SIDES, CriteriaError, parse_address, parse_moment
+from .export import write_csv
+from .names import port_name, protocol_name
+
+OPTION_OF_FIELD = {"ip": "--ip", "ip_side": "--side", "peer": "--peer", "from": "--from", "to": "--to",
+                   "protocol": "--protocol", "port": "--port", "port_side": "--port-side", "account": "--account",
+                   "service": "--service", "case_ref": "--case"}
+CLI_ROLE = "compliance"
+
+
+def fail(message: str):
+    from ..cli import fail as cli_fail  # imported late: ispflow.cli imports this module
+
+    cli_fail(message)
+
+
+def database_url() -> str:
+    from ..cli import database_url as cli_database_url
+
+    return cli_database_url()
+
+
+def actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+@click.command("search")
+@click.option("--ip", "ip", help="Address or CIDR range, IPv4 or IPv6.")
+@click.option("--side", "ip_side", type=click.Choice(SIDES), default="either", show_default=True)
+@click.option("--peer", help="The other end of the conversation.")
+@click.option("--from", "start", required=True, help="Start, ISO 8601 (the ISP's time zone unless an offset is given).")
+@click.option("--to", "end", required=True, help="End (exclusive); a bare date includes that day.")
+@click.option("--protocol", help="Number or name (tcp, udp, icmp, …).")
+@click.option("--port", help="Port, range or list: 443, 1000-2000, 80,443.")
+@click.option("--port-side", type=click.Choice(SIDES), default="either", show_default=True)
+@click.option("--account")
+@click.option("--service")
+@click.option("--case", "case_ref", required=True, help="Case reference or legal basis (audited).")
+@click.option("--format", "output", type=click.Choice(["table", "csv"]), default="table", show_default=True)
+@click.option("--order", type=click.Choice(ORDERS), default="newest", show_default=True, help="Table order.")
+@click.option("--limit", type=click.IntRange(1), default=1000, show_default=True, help="Rows shown as a table.")
+@with_appcontext
+def search(ip, ip_side, peer, start, end, protocol, port, port_side, account, service, case_ref, output, order,
+           limit):
+    """Search the retained flows; --format csv writes the panel's export columns to stdout."""
+    from .query import fetch_page, totals
+    from .query import subscriber_scope as criteria_scope_check
+    from .service import criteria_from_text
+
+    values = {"ip": ip, "ip_side": ip_side, "peer": peer, "from": start, "to": end, "protocol": protocol,
+              "port": port, "port_side": port_side, "account": account, "service": service, "case_ref": case_ref}
+    engine = engine_for(database_url())
+    with engine.connect() as conn:
+        try:
+            criteria, module = criteria_from_text(conn, values)
+        except CriteriaError as exc:
+            field = next(iter(exc.errors))
+            fail(f"{OPTION_OF_FIELD.get(field, field)}: {exc.first()}")
+        try:
+            criteria_scope_check(conn, criteria)
+        except CriteriaError as exc:
+            field = next(iter(exc.errors))
+            fail(f"{OPTION_OF_FIELD.get(field, field)}: {exc.first()}")
+        if output == "csv":
+            sys.stdout.flush()
+            out = sys.stdout.buffer
+            dbapi = raw_connection(database_url())
+            try:
+                result = write_csv(dbapi, criteria, out, zone_name=module.timezone)
+            finally:
+                dbapi.close()
+            out.flush()
+            audit.record(conn, actor=actor(), role=CLI_ROLE, action="export", criteria=criteria.to_json(),
+                         case_ref=criteria.case_ref, row_count=result.rows, export_sha256=result.sha256)
+            conn.commit()
+            click.echo(f"{result.rows} rows, sha256 {result.sha256}", err=True)
+            return
+        overall = totals(conn, criteria)
+        audit.record(conn, actor=actor(), role=CLI_ROLE, action="search", criteria={**criteria.to_json(),
+                     "order": order}, case_ref=criteria.case_ref, row_count=overall.flows)
+        conn.commit()
+        shown, cursor = 0, None
+        click.echo(_table_line(("start", "end", "source", "destination", "protocol", "bytes", "packets",
+                                "status", "account", "service")))
+        while shown < limit:
+            page = fetch_page(conn, criteria, order, cursor, size=min(1000, limit - shown))
+            for row in page.rows:
+                click.echo(_table_line(_table_row(row, module.zone)))
+            shown += len(page.rows)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        click.echo(f"{overall.flows} flows, {overall.bytes} bytes, {overall.packets} packets"
+                   + (f" (first {shown} shown)" if shown < overall.flows else ""))
+
+
+def _endpoint(address, port, protocol) -> str:
+    name = port_name(port, protocol)
+    host = f"[{address}]" if ":" in str(address) else str(address)
+    return f"{host}:{port}" + (f"({name})" if name else "")
+
+
+def _table_row(row, zone) -> tuple:
+    return (row.ts_start.astimezone(zone).isoformat(timespec="seconds"),
+            row.ts_end.astimezone(zone).isoformat(timespec="seconds"),
+            _endpoint(row.src_addr, row.src_port, row.protocol), _endpoint(row.dst_addr, row.dst_port, row.protocol),
+            protocol_name(row.protocol), row.bytes, row.packets, row.status or "-", row.account or "-",
+            row.service or "-")
+
+
+def _table_line(values) -> str:
+    widths = (25, 25, 30, 30, 9, 12, 8, 8, 12, 12)
+    return " ".join(str(v).ljust(w) for v, w in zip(values, widths)).rstrip()
+
+
+@click.command("who")
+@click.option("--ip", "address", required=True, help="IPv4 or IPv6 address (public, behind CGNAT).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Public port behind CGNAT.")
+@click.option("--at", "moment", required=True, help="ISO 8601 moment (the ISP's time zone unless an offset is given).")
+@click.option("--case", "case_ref", required=True, help="Case reference or legal basis (audited).")
+@with_appcontext
+def who(address, port, moment, case_ref):
+    """Which account, service and private address held ADDRESS (and port) at the moment."""
+    from .service import lookup
+
+    engine = engine_for(database_url())
+    with engine.connect() as conn:
+        zone = load(conn).zone
+        try:
+            address = str(parse_address(address))
+            at = parse_moment(moment, zone, "--at")
+        except ValueError as exc:
+            fail(str(exc))
+        if not case_ref.strip():
+            fail("--case: a case reference or legal basis is required.")
+        holder = lookup(conn, address, at, port, case_ref=case_ref.strip(), actor=actor(), role=CLI_ROLE)
+    shown = at.astimezone(zone).isoformat()
+    if holder is None:
+        click.echo(f"No subscriber held {address} at {shown}.")
+        sys.exit(1)
+    line = f"account={holder.account or '-'} service={holder.service or '-'}"
+    if holder.behind_nat:
+        line += f" private={holder.private_addr}"
+        if holder.private_port is not None:
+            line += f":{holder.private_port}"
+        if holder.port_block:
+            line += f" port_block={holder.port_block[0]}-{holder.port_block[1]}"
+    if holder.prefix:
+        line += f" prefix={holder.prefix}"
+    click.echo(line)
+
+
+@click.group("audit")
+def audit_group():
+    """The compliance audit trail."""
+
+
+@audit_group.command("verify")
+@with_appcontext
+def audit_verify():
+    """Recompute the audit log's hash chain: exit 0 when intact, 1 when broken."""
+    with engine_for(database_url()).connect() as conn:
+        result = audit.verify(conn)
+    if result.ok:
+        click.echo(f"Audit log intact: {result.message}")
+        return
+    click.echo(f"Audit log broken: {result.message}", err=True)
+    sys.exit(1)

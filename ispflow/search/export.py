@@ -1,0 +1,155 @@
+"""CSV export of every matching flow, with the fields Decree 357/2012 asks for.
+
+PostgreSQL writes the CSV itself (``COPY (SELECT …) TO STDOUT``, several times faster than a
+cursor and Python's csv writer) and psycopg2 hands it over in chunks, so memory stays flat
+however many rows. COPY takes no bind parameters: the query is rendered by psycopg2's
+``cursor.mogrify``, which escapes every value as it would for a bound parameter.
+
+The file is UTF-8 with a byte-order mark, so spreadsheets (Excel in particular) read account
+names with diacritics correctly; times are ISO 8601 in the ISP's time zone with their offset.
+The SHA-256 covers the file's bytes exactly as written, BOM included.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime, time, timedelta, timezone
+
+from .criteria import Criteria
+from .names import protocol_names
+from .query import address_condition, common_conditions, subscriber_scope
+
+BOM = "\ufeff".encode()
+
+# (CSV header, SQL expression over the flow f and its exporter e); the session time zone is
+# the ISP's during the export, so to_char shows local time with its offset.
+COLUMNS = [
+    ("connection_type", "case when family(f.src_addr) = 6 then 'IPv6/' else 'IPv4/' end "
+                        "|| upper((%(protocol_names)s::text[])[f.protocol + 1])"),
+    ("account_id", "f.account"),
+    ("service_id", "f.service"),
+    ("start", "to_char(f.ts_start, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSTZH:TZM')"),
+    ("end", "to_char(f.ts_end, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSTZH:TZM')"),
+    ("duration_s", "round(extract(epoch from f.ts_end - f.ts_start), 3)"),
+    ("src_addr", "host(f.src_addr)"),
+    ("src_port", "f.src_port"),
+    ("dst_addr", "host(f.dst_addr)"),
+    ("dst_port", "f.dst_port"),
+    ("protocol", "f.protocol"),
+    ("bytes", "f.bytes"),
+    ("packets", "f.packets"),
+    ("event_status", "f.status"),
+    ("direction", "f.direction"),
+    ("in_if", "f.in_if"),
+    ("out_if", "f.out_if"),
+    ("exporter", "coalesce(e.name, host(e.address))"),
+]
+HEADER = [name for name, _ in COLUMNS]
+
+
+def export_sql(criteria: Criteria, scope=None) -> tuple[str, dict]:
+    """The SELECT of every matching flow in export columns, oldest first, and its parameters.
+
+    Unlike a page, an export reads everything: one scan with the branches OR-ed lets
+    TimescaleDB sort chunk by chunk in time order (measured ~15 % faster than UNION ALL and a
+    global sort).
+    """
+    where, params = common_conditions(criteria, scope)
+    params["protocol_names"] = list(protocol_names())
+    address = address_condition(criteria, scope)
+    columns = ", ".join(f'{expression} as "{name}"' for name, expression in COLUMNS)
+    sql = (f"select {columns} from ispflow.flows f left join ispflow.exporters e on e.id = f.exporter_id "
+           f"where {where} and ({address}) order by f.ts_start")
+    return sql, params
+
+
+class HashingWriter:
+    """Passes bytes on to a file while counting lines and hashing them; calls ``progress``."""
+
+    def __init__(self, target, progress=None, every: int = 1 << 22):
+        self.target, self.progress, self.every = target, progress, every
+        self.sha256 = hashlib.sha256()
+        self.lines = 0
+        self.size = 0
+        self._since = 0
+
+    def write(self, data) -> int:
+        if isinstance(data, str):
+            data = data.encode()
+        self.sha256.update(data)
+        self.lines += data.count(b"\n")
+        self.target.write(data)
+        self.size += len(data)
+        self._since += len(data)
+        if self.progress is not None and self._since >= self.every:
+            self._since = 0
+            self.progress(max(self.lines - 1, 0))
+        return len(data)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    rows: int
+    sha256: str
+    bytes: int
+
+
+def write_csv(dbapi_conn, criteria: Criteria, target, *, zone_name: str, progress=None) -> ExportResult:
+    """Write the header and every matching row to the binary file ``target``.
+
+    ``dbapi_conn`` is a psycopg2 connection at the start of a transaction (the caller ends it):
+    the export runs day by day, one COPY per day, in one REPEATABLE READ snapshot, so each
+    sort stays the size of a day however long the window (a single sorted COPY of three
+    million rows ran at half the speed) and the file is consistent even while flows arrive.
+    ``progress`` is called now and then with the number of rows written so far.
+    """
+    writer = HashingWriter(target, progress)
+    writer.write(BOM)
+    rows = 0
+    with dbapi_conn.cursor() as cursor:
+        cursor.execute("set transaction isolation level repeatable read")
+        cursor.execute("select set_config('TimeZone', %s, true)", (zone_name,))
+        scope = subscriber_scope(dbapi_conn, criteria)
+        for number, (start, end) in enumerate(days(criteria.start, criteria.end)):
+            sql, params = export_sql(replace(criteria, start=start, end=end), scope)
+            header = ", header" if number == 0 else ""
+            cursor.copy_expert(f"copy ({cursor.mogrify(sql, params).decode()}) to stdout with (format csv{header})",
+                               writer)
+            rows += cursor.rowcount
+    return ExportResult(rows, writer.sha256.hexdigest(), writer.size)
+
+
+def days(start: datetime, end: datetime):
+    """[start, end) cut at UTC midnights, the boundaries of the daily chunks."""
+    while start < end:
+        midnight = datetime.combine(start.astimezone(timezone.utc).date() + timedelta(days=1), time(), timezone.utc)
+        yield start, min(midnight, end)
+        start = midnight
+
+
+def manifest(criteria: Criteria, *, requested_by: str, role: str, result: ExportResult, file_name: str,
+             created_at: datetime | None = None, zone_name: str = "UTC") -> dict:
+    """What accompanies an export: the question, who asked, when, and how to check the file."""
+    return {
+        "file": file_name,
+        "sha256": result.sha256,
+        "row_count": result.rows,
+        "case_ref": criteria.case_ref,
+        "criteria": criteria.to_json(),
+        "requested_by": requested_by,
+        "role": role,
+        "created_at": (created_at or datetime.now(timezone.utc)).isoformat(),
+        "time_zone": zone_name,
+        "columns": HEADER,
+        "encoding": "UTF-8 with byte-order mark; times ISO 8601 with offset",
+    }
+
+
+def write_manifest(path: str, data: dict) -> None:
+    temporary = path + ".part"
+    with open(temporary, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    os.replace(temporary, path)

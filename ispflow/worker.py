@@ -1,0 +1,214 @@
+"""``ispflow worker``: the rq worker that runs jobs, and the scheduler that enqueues periodic ones.
+
+The periodic jobs are plain data (``ispflow.jobs.PERIODIC_JOBS``). At start the scheduler makes
+rq's cron scheduler hold exactly that list (reconciling, so restarting or reconciling twice adds
+nothing twice) and resumes each job's timetable from its last enqueue recorded in Redis, so a
+restart does not re-run the daily retention. Several ``ispflow worker`` processes may run; a
+Redis lock with a time-to-live lets only one of them schedule, and another takes over within a
+minute if it dies.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import signal
+from datetime import datetime, timezone
+from typing import Iterable
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Retry, Worker
+from rq.cron import CronJob, CronScheduler, get_cron_job_history_key
+from rq.exceptions import DuplicateSchedulerError, SchedulerNotFound
+
+from .config import Settings
+from .jobs import PERIODIC_JOBS, PeriodicJob, queue, redis_connection
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = "ispflow:scheduler:lock"
+LOCK_TTL = 60                          # seconds a dead scheduler keeps the lock
+RETRY_INTERVALS = (60, 300, 900)       # seconds before the 1st, 2nd, 3rd retry
+FAILED_JOBS_KEPT = 14 * 24 * 3600      # failures stay on the status page for two weeks
+
+# Renew only while we still own the lock; release only our own lock.
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def scheduler_owner(connection: Redis) -> str | None:
+    """Name of the scheduler holding the lock (alive within the last LOCK_TTL seconds), or None."""
+    owner = connection.get(LOCK_KEY)
+    return owner.decode() if owner else None
+
+
+def resolve(function: str):
+    """The callable named ``module:function`` (an error names the bad PERIODIC_JOBS entry)."""
+    module, _, name = function.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ValueError(f"periodic job function {function!r} cannot be imported; use 'module:function'") from None
+
+
+def checked(periodic_jobs: Iterable[PeriodicJob]) -> dict[str, PeriodicJob]:
+    """The jobs by name; ValueError for a name declared twice or a function that cannot be imported."""
+    wanted = {}
+    for job in periodic_jobs:
+        if job.name in wanted:
+            raise ValueError(f"periodic job {job.name!r} is declared twice in PERIODIC_JOBS")
+        resolve(job.function)
+        wanted[job.name] = job
+    return wanted
+
+
+class PeriodicCronJob(CronJob):
+    """rq's CronJob for one PeriodicJob, with its retries (which rq's CronJob cannot store)."""
+
+    def __init__(self, periodic: PeriodicJob, queue_name: str):
+        # ttl: a run still queued when the next is due (the worker busy with a long job) is dropped,
+        # so a backlog of the every-minute job never piles up behind a long retention run.
+        super().__init__(queue_name, func=resolve(periodic.function), interval=periodic.interval,
+                         job_timeout=periodic.timeout, ttl=periodic.interval, failure_ttl=FAILED_JOBS_KEPT,
+                         name=periodic.name)
+        self.periodic = periodic
+        if periodic.retries:
+            self.job_options["retry"] = Retry(max=periodic.retries, interval=list(RETRY_INTERVALS[:periodic.retries]))
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data.pop("retry", None)
+        data["retries"] = self.periodic.retries
+        return data
+
+
+class PeriodicScheduler(CronScheduler):
+    """rq's cron scheduler, fed from PERIODIC_JOBS instead of a config file."""
+
+    def reconcile(self, periodic_jobs: Iterable[PeriodicJob], queue_name: str) -> list[CronJob]:
+        """Make the registered jobs exactly ``periodic_jobs``; idempotent.
+
+        Changed definitions replace the old registration; each new registration resumes from the
+        last time a job of that name was enqueued (kept by rq in Redis), so restarts do not
+        enqueue everything at once.
+        """
+        wanted = checked(periodic_jobs)
+        registered = self.get_jobs()  # rq's own list, edited in place
+        registered[:] = [c for c in registered
+                         if isinstance(c, PeriodicCronJob) and wanted.get(c.name) == c.periodic
+                         and c.queue_name == queue_name]
+        present = {c.name for c in registered}
+        for name, job in wanted.items():
+            if name in present:
+                continue
+            cron_job = PeriodicCronJob(job, queue_name)
+            last = self.connection.zrevrange(get_cron_job_history_key(name), 0, 0, withscores=True)
+            if last:
+                cron_job.set_enqueue_time(datetime.fromtimestamp(last[0][1], timezone.utc))
+            registered.append(cron_job)
+            log.info("scheduler: %s every %d s runs %s", name, job.interval, job.function)
+        return registered
+
+
+class Scheduler:
+    """One scheduling participant: takes the lock when free, then enqueues what is due.
+
+    ``step()`` does one round and says how long to wait before the next; ``close()`` gives the
+    lock up. ``run_scheduler`` loops over them; tests call them directly.
+    """
+
+    def __init__(self, settings: Settings, periodic_jobs: Iterable[PeriodicJob] | None = None,
+                 connection: Redis | None = None):
+        self.settings = settings
+        self.periodic_jobs = list(PERIODIC_JOBS if periodic_jobs is None else periodic_jobs)
+        self.connection = connection or Redis.from_url(settings.REDIS_URL)
+        self.cron = PeriodicScheduler(self.connection)
+        self.holding = False
+
+    @property
+    def name(self) -> str:
+        return self.cron.name
+
+    def step(self) -> float:
+        if self.holding:
+            self.holding = bool(self.connection.eval(_RENEW, 1, LOCK_KEY, self.name, LOCK_TTL))
+            if not self.holding:
+                log.warning("scheduler %s lost its lock; another scheduler runs the periodic jobs", self.name)
+                self._unregister()
+        elif self.connection.set(LOCK_KEY, self.name, nx=True, ex=LOCK_TTL):
+            self.holding = True
+            self.cron.reconcile(self.periodic_jobs, self.settings.QUEUE_NAME)
+            try:
+                self.cron.register_birth()
+            except DuplicateSchedulerError:  # still registered from before its lock was lost
+                self.cron.save()
+            log.info("scheduler %s holds the lock and schedules %d jobs", self.name, len(self.cron.get_jobs()))
+        if not self.holding:
+            return LOCK_TTL / 3
+        if self.cron.enqueue_jobs():
+            self.cron.save()
+        self.cron.heartbeat()
+        return max(0.0, min(self.cron.calculate_sleep_interval(), LOCK_TTL / 3))
+
+    def close(self) -> None:
+        if self.holding:
+            self._unregister()
+            self.connection.eval(_RELEASE, 1, LOCK_KEY, self.name)
+            self.holding = False
+
+    def _unregister(self) -> None:
+        try:
+            self.cron.register_death()
+        except SchedulerNotFound:  # already pruned from rq's registry
+            log.debug("scheduler %s was not registered", self.name)
+
+
+def run_scheduler(settings: Settings, stop, parent_pid: int | None = None) -> None:
+    """Schedule until ``stop`` (a threading or multiprocessing Event) is set, or the parent is gone."""
+    scheduler = Scheduler(settings)
+    try:
+        while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                break
+            try:
+                wait = scheduler.step()
+            except RedisError as exc:  # Redis restarting: keep trying, the lock's TTL guards the rest
+                log.warning("scheduler: Redis unavailable (%s); retrying", exc)
+                wait = LOCK_TTL / 3
+            stop.wait(wait)
+    finally:
+        scheduler.close()
+
+
+def _scheduler_process(settings: Settings, stop, parent_pid: int) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    run_scheduler(settings, stop, parent_pid)
+
+
+def run_worker(settings: Settings, burst: bool = False) -> bool:
+    """Run the rq worker in this process and, unless ``burst``, the scheduler in a child process.
+
+    SIGTERM or SIGINT lets the current job finish, then both stop. Returns whether any job ran.
+    """
+    scheduler = None
+    if not burst:
+        context = multiprocessing.get_context("fork")  # before the worker starts: no threads to copy yet
+        stop = context.Event()
+        scheduler = context.Process(target=_scheduler_process, args=(settings, stop, os.getpid()),
+                                    name="ispflow-scheduler", daemon=True)
+        scheduler.start()
+    try:
+        worker = Worker([queue(settings)], connection=redis_connection(settings.REDIS_URL))
+        # rq's own scheduler moves retried jobs back to the queue after their retry interval.
+        return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        if scheduler is not None:
+            stop.set()
+            scheduler.join(timeout=LOCK_TTL / 3)
+            if scheduler.is_alive():
+                scheduler.terminate()
+                scheduler.join()

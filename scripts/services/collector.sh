@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The NetFlow/IPFIX collector (UDP 2055 unless ISPFLOW_COLLECTOR_LISTEN or the module settings
+# say otherwise). Started by scripts/run.sh with the ISPFLOW_* environment; SIGTERM stores what
+# was received and stops it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+exec .venv/bin/ispflow collector

@@ -1,0 +1,217 @@
+"""The router pages: access by role, the add/edit form, and the one-click flow through a real rq worker."""
+import json
+import re
+from datetime import datetime, timezone
+
+import pytest
+import sqlalchemy as sa
+from rq import Queue, SimpleWorker
+from sqlalchemy.orm import Session
+
+from .fakes.fixtures import ENCRYPTION_KEY, TIMEOUT_S
+from ispflow.config import Settings
+from ispflow.database import engine_for
+from ispflow.roles import ROLES
+from ispflow.routers import service
+from ispflow.routers.crypto import decrypt
+from ispflow.routers.models import Router, RouterJob
+from ispflow.testing import csrf_token
+
+ALLOWED = {"admin", "technician"}
+PASSWORD = "router-password-42"
+
+
+def make_router(database_url, port=8728, **overrides) -> int:
+    settings = Settings.from_env({}, DATABASE_URL=database_url, ENCRYPTION_KEY=ENCRYPTION_KEY)
+    values = dict(name="edge-1", vendor="mikrotik", host="127.0.0.1", port=port, username="admin",
+                  password=PASSWORD, collector="192.0.2.10:2055", timeout_s=TIMEOUT_S)
+    values.update(overrides)
+    with Session(engine_for(database_url)) as db:
+        router = service.add_router(db, settings, **values)
+        db.commit()
+        return router.id
+
+
+def form_data(**overrides):
+    data = dict(name="edge-1", vendor="mikrotik", host="127.0.0.1", port="8728", username="admin",
+                password=PASSWORD, interfaces="all", netflow_version="9", collector="192.0.2.10:2055",
+                source_interface="", timeout_s=str(TIMEOUT_S))
+    data.update(overrides)
+    return data
+
+
+def run_worker(redis_conn, monkeypatch, database_url, redis_url):
+    monkeypatch.setenv("ISPFLOW_DATABASE_URL", database_url)
+    monkeypatch.setenv("ISPFLOW_REDIS_URL", redis_url)
+    SimpleWorker([Queue("ispflow", connection=redis_conn)], connection=redis_conn).work(burst=True)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_router_pages_by_role(auth, client, database_url, role):
+    router_id = make_router(database_url)
+    with Session(engine_for(database_url)) as db:
+        job = service.create_job(db, db.get(Router, router_id), "check")
+        db.commit()
+        job_id = job.id
+    auth.login(role)
+    expected = 200 if role in ALLOWED else 403
+    for page in ("/netflow/routers", "/netflow/routers/new", f"/netflow/routers/{router_id}",
+                 f"/netflow/routers/{router_id}/edit", f"/netflow/routers/jobs/{job_id}.json"):
+        assert client.get(page).status_code == expected, page
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_router_buttons_by_role(auth, client, database_url, redis_conn, role):
+    router_id = make_router(database_url)
+    auth.login(role)
+    token = csrf_token(client.get("/netflow/routers/new")) if role in ALLOWED else "none"
+    for action in ("provision", "check", "remove"):
+        response = client.post(f"/netflow/routers/{router_id}/{action}", data={"csrf_token": token})
+        assert response.status_code == (302 if role in ALLOWED else 403), action
+
+
+def test_anonymous_users_are_sent_to_log_in(client, database_url):
+    router_id = make_router(database_url)
+    for page in (f"/netflow/routers/{router_id}", "/netflow/routers/jobs/1.json"):
+        assert client.get(page).status_code == 302
+
+
+def test_an_unknown_router_is_404(auth, client, db_engine):
+    auth.login("technician")
+    assert client.get("/netflow/routers/999").status_code == 404
+
+
+def test_bad_fields_are_explained_next_to_the_field(auth, client, db_engine):
+    auth.login("technician")
+    token = csrf_token(client.get("/netflow/routers/new"))
+    page = client.post("/netflow/routers/new", data={**form_data(collector="collector.example:2055"),
+                                                      "csrf_token": token}).data.decode()
+    field = re.search(r'<div class="field">\s*<label for="collector".*?</div>', page, re.S).group(0)
+    assert "is not an IP address (routers export to an address, not a name)." in field
+    assert PASSWORD not in page
+
+
+def test_cisco_without_interfaces_is_explained_at_the_interfaces_field(auth, client, db_engine):
+    auth.login("admin")
+    token = csrf_token(client.get("/netflow/routers/new"))
+    page = client.post("/netflow/routers/new", data={**form_data(vendor="cisco_xe", port="22"),
+                                                      "csrf_token": token}).data.decode()
+    field = re.search(r'<div class="field">\s*<label for="interfaces".*?</div>', page, re.S).group(0)
+    assert "Cisco routers need the interfaces to watch" in field
+
+
+def test_adding_a_router_shows_the_commands_it_will_get(auth, client, db_engine):
+    auth.login("technician")
+    token = csrf_token(client.get("/netflow/routers/new"))
+    response = client.post("/netflow/routers/new", data={**form_data(), "csrf_token": token}, follow_redirects=True)
+    page = response.data.decode()
+    assert "Added router edge-1" in page
+    assert "/ip traffic-flow target add dst-address=192.0.2.10 port=2055 version=9" in page
+    assert PASSWORD not in page
+
+
+def test_the_edit_form_never_shows_the_password_and_keeps_it_when_left_empty(auth, client, database_url):
+    router_id = make_router(database_url)
+    auth.login("admin")
+    page = client.get(f"/netflow/routers/{router_id}/edit")
+    assert PASSWORD.encode() not in page.data
+    password_input = re.search(rb'<input[^>]*name="password"[^>]*>', page.data).group(0)
+    assert b'value=""' in password_input or b"value=" not in password_input
+    response = client.post(f"/netflow/routers/{router_id}/edit",
+                           data={**form_data(password="", interfaces="ether1"), "csrf_token": csrf_token(page)},
+                           follow_redirects=True)
+    assert b"Saved edge-1" in response.data
+    settings = Settings.from_env({}, ENCRYPTION_KEY=ENCRYPTION_KEY)
+
+    with Session(engine_for(database_url)) as db:
+        router = db.get(Router, router_id)
+        assert decrypt(settings, router.secret) == PASSWORD
+        assert router.interfaces == "ether1"
+
+
+def test_a_button_without_csrf_token_queues_nothing(auth, client, database_url, redis_conn):
+    router_id = make_router(database_url)
+    auth.login("technician")
+    response = client.post(f"/netflow/routers/{router_id}/provision", data={}, follow_redirects=True)
+    assert b"The form expired" in response.data
+    with Session(engine_for(database_url)) as db:
+        assert db.execute(sa.select(sa.func.count()).select_from(RouterJob)).scalar() == 0
+    assert Queue("ispflow", connection=redis_conn).count == 0
+
+
+def test_one_click_provisioning_runs_in_the_worker_and_the_page_shows_it_verified(
+        auth, client, database_url, redis_url, redis_conn, monkeypatch, mikrotik, db_engine):
+    fake = mikrotik(password=PASSWORD)
+    auth.login("technician")
+    token = csrf_token(client.get("/netflow/routers/new"))
+    created = client.post("/netflow/routers/new", data={**form_data(port=str(fake.port)), "csrf_token": token})
+    router_page = created.headers["Location"]
+
+    queued = client.post(router_page + "/provision", data={"csrf_token": csrf_token(client.get(router_page))})
+    job_url = queued.headers["Location"]
+    job_id = int(job_url.rsplit("job=", 1)[1])
+    status = json.loads(client.get(f"/netflow/routers/jobs/{job_id}.json").data)
+    assert status["state"] == "queued" and not status["done"]
+
+    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+
+    status = json.loads(client.get(f"/netflow/routers/jobs/{job_id}.json").data)
+    assert status["state"] == "finished" and status["progress"] == 100, status
+    assert "/ip traffic-flow target add dst-address=192.0.2.10 port=2055 version=9" in status["log"]
+    page = client.get(job_url).data.decode()
+    assert re.search(r'<td id="verified">yes', page)
+    assert re.search(r'<td id="ntp">synchronised', page)
+    assert len(fake.targets) == 1 and fake.traffic_flow["enabled"] == "yes"
+
+    with db_engine.begin() as conn:
+        conn.execute(sa.text("insert into ispflow.exporters (address, last_flow_at) values ('127.0.0.1', :now)"),
+                     {"now": datetime.now(timezone.utc)})
+    listing = client.get("/netflow/routers").data.decode()
+    assert re.search(r'<td class="exporting">yes', listing)
+    assert re.search(r'<td class="verified">yes', listing)
+
+
+def test_check_and_remove_buttons_run_in_the_worker(auth, client, database_url, redis_url, redis_conn,
+                                                   monkeypatch, mikrotik):
+    fake = mikrotik(password=PASSWORD, ntp="unsynchronized")
+    router_id = make_router(database_url, port=fake.port)
+    auth.login("admin")
+    page = f"/netflow/routers/{router_id}"
+    client.post(page + "/provision", data={"csrf_token": csrf_token(client.get(page))})
+    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    client.post(page + "/check", data={"csrf_token": csrf_token(client.get(page))})
+    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    shown = client.get(page).data.decode()
+    assert "not synchronised" in shown and "NOT evidence-grade" in shown
+    client.post(page + "/remove", data={"csrf_token": csrf_token(client.get(page))})
+    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    assert fake.targets == []
+    assert re.search(r'<td id="verified">no', client.get(page).data.decode())
+
+
+def test_a_failed_job_shows_its_reason_on_the_page(auth, client, database_url, redis_url, redis_conn,
+                                                  monkeypatch, mikrotik):
+    fake = mikrotik(password="a-different-one")
+    router_id = make_router(database_url, port=fake.port)
+    auth.login("technician")
+    page = f"/netflow/routers/{router_id}"
+    client.post(page + "/provision", data={"csrf_token": csrf_token(client.get(page))})
+    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    shown = client.get(page).data.decode()
+    assert "refused the username or password" in shown
+    assert PASSWORD not in shown
+
+
+def test_the_periodic_clock_check_runs_in_the_worker(database_url, redis_url, redis_conn, monkeypatch, mikrotik,
+                                                     db_engine):
+    from ispflow.jobs import PERIODIC_JOBS
+
+    fake = mikrotik(password=PASSWORD, ntp="disabled")
+    router_id = make_router(database_url, port=fake.port)
+    periodic = next(job for job in PERIODIC_JOBS if job.name == "router-clocks")
+    Queue("ispflow", connection=redis_conn).enqueue(periodic.function.replace(":", "."))
+    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    with Session(engine_for(database_url)) as db:
+        router = db.get(Router, router_id)
+        assert router.ntp_synced is False
+        assert router.ntp_detail == "NTP client disabled"
