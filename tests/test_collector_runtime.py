@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from ispflow.collector import synthetic
 from ispflow.collector.sockets import kernel_drops
@@ -38,6 +38,14 @@ def count(engine, sql="select count(*) from ispflow.flows", **params):
         return conn.execute(sa.text(sql), params).scalar()
 
 
+def assign(collector, engine, *assignments):
+    """Add to the subscriber directory and make the running collector reload it."""
+    with Session(engine) as session:
+        save_assignments(session, assignments)
+        session.commit()
+    collector.collector._refresh_directory()
+
+
 def wait_until(predicate, timeout=15.0):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -48,13 +56,7 @@ def wait_until(predicate, timeout=15.0):
 
 
 def test_flows_are_attributed_to_the_subscriber_of_the_moment(collector, db_engine):
-    with db_engine.begin() as conn:
-        from sqlalchemy.orm import Session
-
-        with Session(bind=conn) as session:
-            save_assignments(session, [Assignment.parse("POOL-A", "cgnat", "100.64.0.0/22", "2025-01-01T00:00:00Z")])
-            session.flush()
-    collector.collector._refresh_directory()
+    assign(collector, db_engine, Assignment.parse("POOL-A", "cgnat", "100.64.0.0/22", "2025-01-01T00:00:00Z"))
     batch = flows(600)
     send(v9_packets(batch), collector.ports()[0])
     rows = collector.wait_for_flows(db_engine, len(batch))
@@ -66,7 +68,7 @@ def test_flows_are_attributed_to_the_subscriber_of_the_moment(collector, db_engi
 
 
 def test_exporter_is_registered_with_its_counters_and_lost_flows(collector, db_engine):
-    batch = flows(90, protocol_mix=None) if False else flows(90)
+    batch = flows(90)
     packets = synthetic.v5_packets([f for f in batch if ":" not in f["src"]][:90], export_time=T0 + 400)
     del packets[1]  # a lost packet of 30 flows: the sequence numbers jump
     send(packets, collector.ports()[0])
@@ -125,13 +127,7 @@ def test_heartbeat_reports_the_collectors_counters(collector, db_engine):
 
 
 def test_nat_events_are_stored_with_the_subscriber_of_the_private_address(collector, db_engine):
-    with db_engine.begin() as conn:
-        from sqlalchemy.orm import Session
-
-        with Session(bind=conn) as session:
-            save_assignments(session, [Assignment.parse("ACC-NAT", "fiber", "100.64.1.2", "2025-01-01T00:00:00Z")])
-            session.flush()
-    collector.collector._refresh_directory()
+    assign(collector, db_engine, Assignment.parse("ACC-NAT", "fiber", "100.64.1.2", "2025-01-01T00:00:00Z"))
     exporter = synthetic.Exporter(version=10, domain=9)
     event = dict(event=1, time=T0 + 10, private="100.64.1.2", private_port=40000, public="198.51.100.200",
                  public_port=20001, port_block_start=20000, port_block_end=20999, dst="192.0.2.80", dst_port=443,

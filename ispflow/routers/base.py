@@ -141,6 +141,7 @@ class RouterDriver(abc.ABC):
     label: ClassVar[str]
     default_port: ClassVar[int]
     versions: ClassVar[tuple[str, ...]] = NETFLOW_VERSIONS
+    client_library: ClassVar[str] = ""  # the module the driver talks through
 
     def __init__(self, spec: RouterSpec, log: Log | None = None):
         self.spec = spec
@@ -149,7 +150,9 @@ class RouterDriver(abc.ABC):
     @classmethod
     def enabled(cls) -> bool:
         """Whether the client library this driver needs is importable."""
-        return True
+        import importlib.util
+
+        return not cls.client_library or importlib.util.find_spec(cls.client_library) is not None
 
     @property
     def port(self) -> int:

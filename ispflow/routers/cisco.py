@@ -101,20 +101,13 @@ class CiscoDriver(RouterDriver):
     """Shared by the three platforms; subclasses say which NetFlow dialect they speak."""
 
     default_port = 22
+    client_library = "netmiko"
     device_type: str
 
     def __init__(self, spec, log=None):
         super().__init__(spec, log)
         self.conn = None
         self.os_version: str | None = spec.os_version
-
-    @classmethod
-    def enabled(cls) -> bool:
-        try:
-            import netmiko  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     # -- connection ----------------------------------------------------------------------
     def connect(self) -> None:

@@ -92,20 +92,13 @@ class MikroTikDriver(RouterDriver):
     vendor = "mikrotik"
     label = "MikroTik RouterOS (API)"
     default_port = 8728
+    client_library = "routeros_api"
 
     def __init__(self, spec, log=None):
         super().__init__(spec, log)
         self._pool = None
         self._api = None
         self.os_version: str | None = spec.os_version
-
-    @classmethod
-    def enabled(cls) -> bool:
-        try:
-            import routeros_api  # noqa: F401
-        except ImportError:
-            return False
-        return True
 
     @property
     def port(self) -> int:

@@ -81,21 +81,30 @@ def routers():
 def router_new():
     form = RouterForm.from_request()
     if form.submitted_and_valid():
-        db = session()
-        try:
-            router = service.add_router(db, settings(), password=form.password.data or "", **form.values())
-        except service.InvalidRouter as exc:
-            db.rollback()
-            form.explain(exc)
-        except ConfigError as exc:
-            db.rollback()
-            flash(str(exc), "error")
-        else:
-            db.commit()
+        router = _saved(form, lambda db: service.add_router(db, settings(), password=form.password.data or "",
+                                                            **form.values()))
+        if router is not None:
             flash(f"Added router {router.name}. Check the commands below, then provision it.", "success")
             return redirect(url_for(".router_page", router_id=router.id))
     return render_template("ispflow/routers_form.html", form=form, router=None,
                            export_target=settings().EXPORT_TARGET)
+
+
+def _saved(form, change):
+    """Run ``change(db)`` and commit; a bad field is explained next to it (None is returned)."""
+    db = session()
+    try:
+        result = change(db)
+    except service.InvalidRouter as exc:
+        db.rollback()
+        form.explain(exc)
+        return None
+    except ConfigError as exc:
+        db.rollback()
+        flash(str(exc), "error")
+        return None
+    db.commit()
+    return result
 
 
 @blueprint.route("/routers/<int:router_id>/edit", methods=["GET", "POST"])
@@ -107,17 +116,9 @@ def router_edit(router_id: int):
     else:
         form = RouterForm(formdata=None, **{name: getattr(router, name) for name in FIELDS})
     if form.submitted_and_valid():
-        db = session()
-        try:
-            service.update_router(db, settings(), router, password=form.password.data or None, **form.values())
-        except service.InvalidRouter as exc:
-            db.rollback()
-            form.explain(exc)
-        except ConfigError as exc:
-            db.rollback()
-            flash(str(exc), "error")
-        else:
-            db.commit()
+        saved = _saved(form, lambda db: service.update_router(db, settings(), router,
+                                                             password=form.password.data or None, **form.values()))
+        if saved is not None:
             flash(f"Saved {router.name}. Provision it again to apply the changes.", "success")
             return redirect(url_for(".router_page", router_id=router.id))
     return render_template("ispflow/routers_form.html", form=form, router=router,

@@ -22,6 +22,8 @@ from datetime import datetime, timedelta, timezone
 
 import paramiko
 
+from .listener import Listener
+
 _HOST_KEY = None
 
 
@@ -49,11 +51,12 @@ SUBMODES = {
 }
 
 
-class FakeCisco:
+class FakeCisco(Listener):
     def __init__(self, platform: str = "ios", username: str = "netops", password: str = "secret",
                  enable_password: str | None = None, ntp: str = "synchronized", clock_offset_s: float = 0.0,
                  interfaces: tuple[str, ...] | None = None, hang_after: int | None = None,
                  timezone_config: tuple[str, int] | None = None):
+        super().__init__()
         assert platform in ("ios", "xe", "nxos")
         self.platform = platform
         self.username, self.password = username, password
@@ -77,46 +80,11 @@ class FakeCisco:
             self.config.append([f"interface {name}", ["no shutdown"]])
         if ntp != "disabled":
             self.config.append(["ntp server 192.0.2.123", []])
-        self._sock = None
-        self._closing = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.port = 0
 
     # -- server ------------------------------------------------------------------------
     def start(self) -> "FakeCisco":
         host_key()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(8)
-        self._sock.settimeout(0.2)
-        self.port = self._sock.getsockname()[1]
-        thread = threading.Thread(target=self._accept_loop, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        return self
-
-    def stop(self) -> None:
-        self._closing.set()
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting in its thread
-        except OSError:
-            pass
-        self._sock.close()
-        for thread in self._threads:
-            thread.join(timeout=3)
-
-    def _accept_loop(self):
-        while not self._closing.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        return super().start()
 
     def _serve(self, conn):
         transport = paramiko.Transport(conn)

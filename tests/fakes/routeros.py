@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import socket
 import ssl
-import threading
 from datetime import datetime, timedelta, timezone
+
+from .listener import Listener
 
 GMT_OFFSET = timedelta(hours=1)  # the fake router's clock runs in +01:00
 MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
@@ -44,10 +45,11 @@ class Trap(Exception):
     """A command error: answered with ``!trap =message=...`` then ``!done``."""
 
 
-class FakeRouterOS:
+class FakeRouterOS(Listener):
     def __init__(self, version: str = "7.12.1 (stable)", username: str = "admin", password: str = "secret",
                  ntp: str = "synchronized", clock_offset_s: float = 0.0, tls: bool = False,
                  interfaces: tuple[str, ...] = ("ether1", "ether2", "bridge"), hang_after: int | None = None):
+        super().__init__()
         self.version = version
         self.v = version_tuple(version)
         self.username, self.password = username, password
@@ -63,10 +65,6 @@ class FakeRouterOS:
         }
         self.targets: list[dict] = []
         self._next_id = 1
-        self._sock = None
-        self._threads: list[threading.Thread] = []
-        self._closing = threading.Event()
-        self.port = 0
 
     @property
     def new_targets(self) -> bool:
@@ -74,39 +72,8 @@ class FakeRouterOS:
 
     # -- server ------------------------------------------------------------------------------
     def start(self) -> "FakeRouterOS":
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(8)
-        self._sock.settimeout(0.2)
-        self.port = self._sock.getsockname()[1]
         self._context = _tls_context() if self.tls else None
-        thread = threading.Thread(target=self._accept_loop, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-        return self
-
-    def stop(self) -> None:
-        self._closing.set()
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() waiting in its thread
-        except OSError:
-            pass
-        self._sock.close()
-        for thread in self._threads:
-            thread.join(timeout=3)
-
-    def _accept_loop(self):
-        while not self._closing.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        return super().start()
 
     def _serve(self, conn: socket.socket):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
