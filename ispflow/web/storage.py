@@ -26,12 +26,15 @@ def storage_page():
     )
 
 
+MIN_BARS = 31
+
+
 def bar_chart(values: list[tuple[str, int]]) -> list[dict]:
     """Bars (x, y, width, height, label) of an inline SVG chart scaled to its tallest value."""
     if not values:
         return []
     top = max(v for _, v in values) or 1
-    width = CHART_WIDTH / len(values)
+    width = CHART_WIDTH / max(len(values), MIN_BARS)  # a few days of data stay narrow bars
     return [{"x": round(i * width, 2), "width": round(max(width - 1, 1), 2),
              "height": round(v / top * CHART_HEIGHT, 2), "y": round(CHART_HEIGHT - v / top * CHART_HEIGHT, 2),
              "label": f"{label}: {human_bytes(v)}"} for i, (label, v) in enumerate(values)]
