@@ -17,6 +17,7 @@ Cisco routers are given the interfaces to watch by name: unlike RouterOS there i
 """
 from __future__ import annotations
 
+import abc
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -176,14 +177,17 @@ class CiscoDriver(RouterDriver):
         if not self.spec.interfaces:
             raise Unsupported("Cisco routers need the list of interfaces to watch (for example GigabitEthernet0/0).")
 
+    @abc.abstractmethod
     def desired_steps(self, config: RunningConfig) -> list[Step]:
-        raise NotImplementedError
+        """The configuration steps that bring ``config`` to our export, in this dialect."""
 
+    @abc.abstractmethod
     def removal_steps(self, config: RunningConfig) -> list[Step]:
-        raise NotImplementedError
+        """The steps that take our export configuration out of ``config``."""
 
+    @abc.abstractmethod
     def read_export(self) -> ExportConfig:
-        raise NotImplementedError
+        """Our export as the router's running configuration shows it."""
 
     # -- planning and applying -----------------------------------------------------------
     def plan(self, connected: bool = True) -> list[str]:
@@ -459,8 +463,9 @@ class FlexibleNetFlowDriver(CiscoDriver):
     record_lines: list[str]
     monitor_input = f"ip flow monitor {MONITOR} input"
 
+    @abc.abstractmethod
     def exporter_lines(self) -> list[str]:
-        raise NotImplementedError
+        """The lines of our ``flow exporter`` block on this platform."""
 
     def monitor_lines(self) -> list[str]:
         return [f"record {RECORD}", f"exporter {EXPORTER}"]
@@ -491,8 +496,9 @@ class FlexibleNetFlowDriver(CiscoDriver):
             steps += _removal_of_block(config, head)
         return steps
 
+    @abc.abstractmethod
     def _exported_version(self, children: list[str]) -> str:
-        raise NotImplementedError
+        """The NetFlow version a ``flow exporter`` block's lines select."""
 
     def read_export(self) -> ExportConfig:
         config = self.running_config()

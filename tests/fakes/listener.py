@@ -1,11 +1,12 @@
 """The TCP side every router fake shares: listen on 127.0.0.1, one thread per connection."""
 from __future__ import annotations
 
+import abc
 import socket
 import threading
 
 
-class Listener:
+class Listener(abc.ABC):
     """Subclasses implement ``_serve(conn)`` for one accepted connection."""
 
     def __init__(self):
@@ -49,5 +50,6 @@ class Listener:
                 return
             self._spawn(self._serve, conn)
 
+    @abc.abstractmethod
     def _serve(self, conn: socket.socket) -> None:
-        raise NotImplementedError
+        """Talk to one client until it goes away."""
