@@ -4,11 +4,11 @@ import struct
 import pytest
 
 from ispflow.collector import synthetic
-from ispflow.collector.batches import check
 from ispflow.collector.decoder import DecodeError, FlowDecoder
 from ispflow.collector.synthetic import Exporter, TemplateSpec
 
-EXPORT = 1_767_225_900.0
+from .decode_helpers import EXPORT, drained, same
+
 ROUTER = "2001:db8::1"
 CORE = ("src", "dst", "src_port", "dst_port", "protocol", "tcp_flags", "packets", "bytes", "in_if", "out_if",
         "src_as", "dst_as")
@@ -18,17 +18,6 @@ ADDRESSES = ((8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (1, 8), (2, 8))
 
 def feed_all(decoder, packets, exporter=ROUTER, at=EXPORT):
     return [decoder.feed(p, exporter, at) for p in packets]
-
-
-def drained(decoder):
-    flows, nat = decoder.drain()
-    check(flows)
-    check(nat)
-    return synthetic.flow_dicts(flows), synthetic.nat_dicts(nat)
-
-
-def same(got, sent, keys=FIELDS):
-    return [{k: g[k] for k in keys} for g in got] == [{k: s[k] for k in keys} for s in sent]
 
 
 def round_trip(sent, spec, exporter=None, decoder=None):

@@ -2,29 +2,16 @@
 import pytest
 
 from ispflow.collector import synthetic
-from ispflow.collector.batches import check
 from ispflow.collector.decoder import DecodeError, FlowDecoder
 from ispflow.collector.synthetic import Exporter, TemplateSpec
 
-EXPORT = 1_767_225_900.0
+from .decode_helpers import EXPORT, drained, same
+
 ROUTER = "192.0.2.1"
-FIELDS = ("src", "dst", "src_port", "dst_port", "protocol", "tcp_flags", "packets", "bytes", "in_if", "out_if",
-          "src_as", "dst_as", "start", "end")
 
 
 def feed_all(decoder, packets, exporter=ROUTER, at=EXPORT):
     return [decoder.feed(p, exporter, at) for p in packets]
-
-
-def drained(decoder):
-    flows, nat = decoder.drain()
-    check(flows)
-    check(nat)
-    return synthetic.flow_dicts(flows), synthetic.nat_dicts(nat)
-
-
-def same(got, sent, keys=FIELDS):
-    return [{k: g[k] for k in keys} for g in got] == [{k: s[k] for k in keys} for s in sent]
 
 
 def test_ipv4_flows_round_trip_every_field():
