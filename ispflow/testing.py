@@ -18,6 +18,8 @@ from .database import drop_database, engine_for, upgrade
 _TABLES = (
     "flows", "nat_events", "exporters", "collector_heartbeats", "router_jobs", "routers",
     "ip_assignments", "users", "settings", "exports", "storage_samples", "audit_log",
+    "rollup_traffic_5m", "rollup_network_5m", "rollup_interface_5m", "rollup_accounts_1h", "rollup_apps_1h",
+    "rollup_talkers_1h", "analytics_watermarks",
 )
 
 

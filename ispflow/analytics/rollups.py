@@ -1,0 +1,260 @@
+"""Roll-ups: the flows summed per 5-minute and per hour bucket, kept by a periodic job.
+
+The collector does not touch them, so keeping them costs ingest nothing: the ``rollups``
+job (every 5 minutes) computes whole closed hours from the raw flows and advances a
+watermark, hour by hour, each hour in one transaction that deletes and rewrites its buckets.
+Running it twice, or after a crash half-way, gives the same rows.
+
+Late flows: an hour is computed once it has been closed for ``SETTLE``, and computed again
+(``REVISIT``) when the next hour is: a flow that reaches the database up to about an hour
+after its start still counts. Older stragglers (a spool replayed after a long database
+outage) are added by ``ispflow report rebuild --from --to``.
+
+How a flow becomes bucket rows (the 5-minute tables): its bytes and packets are spread over
+the buckets its ``[ts_start, ts_end]`` overlaps in proportion to the time spent in each,
+rounded so that the pieces add up to the flow's counts exactly (the running floor of the
+cumulative share); a flow with no duration lies in the bucket of its start; a flow longer
+than ``MAX_SPAN`` (exporters' active timeouts are at most 30 minutes, so only a wrong clock
+gives one) is spread over its first ``MAX_SPAN``. It counts as one flow in the bucket it
+starts in. The hourly top tables count a whole flow in the hour it started.
+"""
+from __future__ import annotations
+
+import logging
+import time as clock
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
+
+STEP = timedelta(minutes=5)
+HOUR = timedelta(hours=1)
+MAX_SPAN = timedelta(hours=1)
+SETTLE = timedelta(minutes=10)
+REVISIT = timedelta(hours=1)
+WATERMARK = "rollups"
+TOP_NETWORK = 100   # talkers kept per hour for the whole network, by bytes and by flows
+TOP_ACCOUNT = 20    # talkers kept per hour and account
+_LOCK = 0x15F12B    # advisory lock: one roll-up run at a time
+
+ROLLUP_TABLES = ("rollup_traffic_5m", "rollup_network_5m", "rollup_interface_5m", "rollup_accounts_1h",
+                 "rollup_apps_1h", "rollup_talkers_1h")
+
+# The side of a flow that is the subscriber's: the destination of inbound traffic, the source
+# of outbound. Shared by the roll-ups and the raw-flow queries of ispflow.analytics.bandwidth.
+SUBSCRIBER_ADDRESS = "case f.direction when 'in' then f.dst_addr when 'out' then f.src_addr end"
+
+# The service port of a flow: the lower of its two ports when one is below the dynamic
+# range (49152), else 0; protocols without ports get 0.
+SERVICE_PORT = ("case when f.protocol not in (6, 17, 132) then 0 "
+                "when least(nullif(f.src_port, 0), nullif(f.dst_port, 0)) < 49152 "
+                "then least(nullif(f.src_port, 0), nullif(f.dst_port, 0)) else 0 end")
+
+
+def floor_time(moment: datetime, step: timedelta) -> datetime:
+    """The start of the ``step``-long bucket holding ``moment`` (buckets counted from the epoch)."""
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return epoch + ((moment - epoch) // step) * step
+
+
+def split_sql(source: str, step: str, dimensions: str = "") -> str:
+    """SQL of the pieces of the flows selected by ``source``, one per bucket they overlap.
+
+    ``source`` is a query yielding ``ts_start, ts_end, bytes, packets`` and the columns named
+    in ``dimensions`` (comma-separated, may be empty); ``step`` is a bound parameter holding
+    the bucket width. The result has ``bucket``, the dimensions, and the ``bytes``,
+    ``packets`` and ``flows`` of each piece (not yet grouped).
+    """
+    extra = f", {dimensions}" if dimensions else ""
+    # g(t) = floor(count * (t - start) / duration) in microseconds; a piece is g(end) - g(start),
+    # so the pieces of one flow telescope to exactly its count.
+    def share(column: str, at: str) -> str:
+        return (f"div(s.{column}::numeric * (extract(epoch from {at} - s.ts_start) * 1000000)::bigint, "
+                f"s.span_us)")
+    return f"""
+        select b.bucket{extra},
+               case when s.first_bucket = s.last_bucket then s.bytes
+                    else {share('bytes', f'least(s.te, b.bucket + {step})')}
+                         - {share('bytes', 'greatest(s.ts_start, b.bucket)')} end as bytes,
+               case when s.first_bucket = s.last_bucket then s.packets
+                    else {share('packets', f'least(s.te, b.bucket + {step})')}
+                         - {share('packets', 'greatest(s.ts_start, b.bucket)')} end as packets,
+               (b.bucket = s.first_bucket)::int as flows
+        from (
+            select r.*, time_bucket({step}, r.ts_start) as first_bucket,
+                   time_bucket({step}, greatest(r.ts_start, r.te - interval '1 microsecond')) as last_bucket,
+                   greatest((extract(epoch from r.te - r.ts_start) * 1000000)::bigint, 1) as span_us
+            from (select q.*, greatest(q.ts_start, least(q.ts_end, q.ts_start + interval '{int(MAX_SPAN.total_seconds())} seconds')) as te
+                  from ({source}) q) r
+        ) s
+        cross join lateral generate_series(s.first_bucket, s.last_bucket, {step}) as b(bucket)
+    """
+
+
+def _flows_window(dimensions: str) -> str:
+    return (f"select f.ts_start, f.ts_end, f.bytes, f.packets, {dimensions} from ispflow.flows f "
+            f"where f.ts_start >= cast(%(source_from)s as timestamptz) and f.ts_start < %(until)s")
+
+
+def build(conn, start: datetime, end: datetime) -> None:
+    """Recompute every roll-up bucket in ``[start, end)`` (whole hours) from the raw flows.
+
+    ``conn`` is a SQLAlchemy connection inside a transaction; the caller commits.
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("roll-up bounds must be aware datetimes")
+    if floor_time(start, HOUR) != start or floor_time(end, HOUR) != end:
+        raise ValueError("roll-ups are built for whole hours")
+    params = {"from": start, "until": end, "source_from": start - MAX_SPAN, "step": STEP}
+    run = conn.exec_driver_sql
+    for table in ROLLUP_TABLES:
+        run(f"delete from ispflow.{table} where bucket >= %(from)s and bucket < %(until)s", params)
+    run("drop table if exists pg_temp.rollup_pieces")
+    source = _flows_window(f"{SUBSCRIBER_ADDRESS} as address, f.account, f.service, f.direction, "
+                           "f.exporter_id, f.in_if, f.out_if")
+    run(f"""create temporary table rollup_pieces on commit drop as
+            select * from ({split_sql(source, '%(step)s', 'address, account, service, direction, exporter_id, in_if, out_if')}) p
+            where p.bucket >= %(from)s and p.bucket < %(until)s""", params)
+    run("""insert into ispflow.rollup_traffic_5m
+           select bucket, address, account, service, direction, sum(bytes), sum(packets), sum(flows)
+           from rollup_pieces where direction is not null group by 1, 2, 3, 4, 5""")
+    run("""insert into ispflow.rollup_network_5m
+           select bucket, service, direction, sum(bytes), sum(packets), sum(flows)
+           from rollup_pieces group by 1, 2, 3""")
+    run("""insert into ispflow.rollup_interface_5m
+           select bucket, exporter_id, if_index, direction, sum(bytes), sum(packets), sum(flows) from (
+               select bucket, exporter_id, in_if as if_index, 'in' as direction, bytes, packets, flows
+               from rollup_pieces where in_if is not null
+               union all
+               select bucket, exporter_id, out_if, 'out', bytes, packets, flows
+               from rollup_pieces where out_if is not null) i
+           group by 1, 2, 3, 4""")
+    run("""insert into ispflow.rollup_accounts_1h
+           select time_bucket('1 hour', bucket), account, service, direction, sum(bytes), sum(packets), sum(flows)
+           from rollup_pieces where account is not null and direction is not null group by 1, 2, 3, 4""")
+    _build_hourly(run, params)
+
+
+def _build_hourly(run, params) -> None:
+    started = "f.ts_start >= %(from)s and f.ts_start < %(until)s"
+    run(f"""insert into ispflow.rollup_apps_1h
+            select bucket, case when grouping(account) = 0 then account end, protocol, port,
+                   sum(bytes), sum(packets), count(*)
+            from (select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.protocol,
+                         {SERVICE_PORT} as port, f.bytes, f.packets
+                  from ispflow.flows f where {started}) a
+            group by grouping sets ((bucket, account, protocol, port), (bucket, protocol, port))
+            having grouping(account) = 1 or account is not null""", params)
+    run("drop table if exists pg_temp.rollup_pairs")
+    run(f"""create temporary table rollup_pairs on commit drop as
+            select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.src_addr, f.dst_addr,
+                   sum(f.bytes) as bytes, sum(f.packets) as packets, count(*) as flows
+            from ispflow.flows f where {started} group by 1, 2, 3, 4""", params)
+    # One grouping per kind and scope; the kept rows are each group's heaviest by bytes or by
+    # flows, the rest is summed into the remainder row.
+    groups = {"source": "src_addr, null::inet", "destination": "null::inet, dst_addr",
+              "conversation": "src_addr, dst_addr"}
+    for kind, columns in groups.items():
+        keys = columns.replace("null::inet", "").replace(",", " ").split()
+        key_list = ", ".join(keys)
+        for scope, account, top in (("network", "null::text", TOP_NETWORK), ("account", "account", TOP_ACCOUNT)):
+            partition = "bucket" if scope == "network" else "bucket, account"
+            where = "" if scope == "network" else "where account is not null"
+            group = f"bucket, {key_list}" if scope == "network" else f"bucket, account, {key_list}"
+            run(f"""insert into ispflow.rollup_talkers_1h
+                    select bucket, {account}, '{kind}',
+                           case when kept then {columns.split(', ')[0]} end,
+                           case when kept then {columns.split(', ')[1]} end,
+                           sum(bytes), sum(packets), sum(flows)
+                    from (
+                        select *, (row_number() over (partition by {partition} order by bytes desc, flows desc) <= {top}
+                                   or row_number() over (partition by {partition} order by flows desc, bytes desc) <= {top})
+                                  as kept
+                        from (select {group}, sum(bytes) as bytes, sum(packets) as packets, sum(flows) as flows
+                              from rollup_pairs {where} group by {group}) g
+                    ) ranked
+                    group by bucket, {'' if scope == 'network' else 'account, '}kept,
+                             case when kept then {columns.split(', ')[0]} end,
+                             case when kept then {columns.split(', ')[1]} end""")
+
+
+def watermark(conn) -> datetime | None:
+    """The moment up to which the roll-ups are complete (None before the first run)."""
+    return conn.exec_driver_sql("select done_until from ispflow.analytics_watermarks where name = %(n)s",
+                                {"n": WATERMARK}).scalar()
+
+
+def _first_flow_hour(conn) -> datetime | None:
+    first_chunk = conn.exec_driver_sql(
+        "select min(range_start) from timescaledb_information.chunks "
+        "where hypertable_schema = 'ispflow' and hypertable_name = 'flows'").scalar()
+    if first_chunk is None:
+        return None
+    first = conn.exec_driver_sql(
+        "select min(ts_start) from ispflow.flows where ts_start >= %(s)s and ts_start < %(s)s + interval '40 days'",
+        {"s": first_chunk}).scalar()
+    return floor_time(first, HOUR) if first else None
+
+
+def update(engine, now: datetime | None = None, budget_s: float = 240.0) -> tuple[datetime, datetime] | None:
+    """Bring the roll-ups up to the last settled hour; returns the range computed, if any.
+
+    Works hour by hour, oldest first, each hour committed with the watermark, and stops
+    after ``budget_s`` seconds (the next run goes on from there).
+    """
+    now = now or datetime.now(timezone.utc)
+    target = floor_time(now - SETTLE, HOUR)
+    deadline = clock.monotonic() + budget_s
+    with engine.connect() as conn:
+        if not conn.exec_driver_sql("select pg_try_advisory_lock(%(k)s)", {"k": _LOCK}).scalar():
+            return None  # another run is at it
+        try:
+            done = watermark(conn)
+            if done is not None and done >= target:
+                conn.commit()
+                return None
+            start = done - REVISIT if done is not None else _first_flow_hour(conn)
+            conn.commit()
+            if start is None:
+                return None
+            begun = start
+            while start < target and clock.monotonic() < deadline:
+                end = min(start + HOUR, target)
+                with conn.begin():
+                    build(conn, start, end)
+                    _advance(conn, max(end, done) if done else end)
+                start = end
+            return (begun, start) if start > begun else None
+        finally:
+            conn.exec_driver_sql("select pg_advisory_unlock(%(k)s)", {"k": _LOCK})
+            conn.commit()
+
+
+def rebuild(engine, start: datetime, end: datetime) -> None:
+    """Recompute the given range (widened to whole hours), e.g. after late flows were replayed."""
+    start, end = floor_time(start, HOUR), floor_time(end - timedelta(microseconds=1), HOUR) + HOUR
+    with engine.connect() as conn:
+        while start < end:
+            with conn.begin():
+                build(conn, start, min(start + HOUR, end))
+            start += HOUR
+
+
+def _advance(conn, until: datetime) -> None:
+    conn.exec_driver_sql(
+        "insert into ispflow.analytics_watermarks (name, done_until) values (%(n)s, %(u)s) "
+        "on conflict (name) do update set done_until = excluded.done_until, updated_at = now()",
+        {"n": WATERMARK, "u": until})
+
+
+def update_rollups(settings=None) -> str:
+    """The periodic job: roll up the hours that have settled since the last run."""
+    from ..database import engine_for
+    from ..jobs import job_settings
+
+    settings = settings or job_settings()
+    done = update(engine_for(settings.DATABASE_URL))
+    if done is None:
+        return "roll-ups are up to date"
+    return f"rolled up {done[0].isoformat()} to {done[1].isoformat()}"

@@ -1,0 +1,201 @@
+"""Top reports: the heaviest sources, destinations, conversations, applications, protocols and
+subscribers of a period, by bytes or by flows.
+
+Whole-network and per-account reports read the hourly roll-ups up to their watermark and the
+raw flows after it. Sources, destinations and conversations are kept per hour only for the
+heaviest ones (rollups.TOP_NETWORK / TOP_ACCOUNT, by bytes and by flows); the rest of each hour
+is one remainder row, shown as "others", so totals stay exact and a long period's ranking is
+that of the hours' leaders. A report for an address or prefix reads the raw flows (through the
+address indexes) and is exact.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..search.names import port_name, protocol_name
+from . import rollups
+from .rollups import SERVICE_PORT
+
+REPORTS = ("source", "destination", "application", "conversation", "subscriber", "protocol")
+ORDERS = ("bytes", "flows")
+
+# (protocol, port) -> application class; protocols without ports are matched with port None.
+_CLASSES = {
+    "web": [(6, 80), (6, 443), (17, 443), (6, 8080), (6, 8443), (6, 8000)],
+    "mail": [(6, 25), (6, 465), (6, 587), (6, 110), (6, 995), (6, 143), (6, 993)],
+    "DNS": [(17, 53), (6, 53), (6, 853), (17, 853)],
+    "SSH": [(6, 22)],
+    "VPN": [(17, 500), (17, 4500), (17, 1194), (6, 1194), (17, 1701), (6, 1723), (17, 51820), (50, None),
+            (47, None), (51, None)],
+    "streaming": [(6, 1935), (6, 554), (17, 554), (6, 8554), (6, 1755)],
+    "P2P": [(6, p) for p in range(6881, 6890)] + [(17, p) for p in range(6881, 6890)] + [(6, 51413), (17, 51413),
+                                                                                       (6, 4662), (17, 4672)],
+    "remote desktop": [(6, 3389), (17, 3389), (6, 5900)],
+    "file transfer": [(6, 20), (6, 21), (6, 989), (6, 990), (6, 445), (6, 873)],
+    "time": [(17, 123)],
+    "VoIP": [(17, 5060), (6, 5060), (6, 5061)],
+    "ICMP": [(1, None), (58, None)],
+}
+_CLASS_OF = {key: name for name, keys in _CLASSES.items() for key in keys}
+
+
+def application(protocol: int, port: int) -> str:
+    """The application class of a service port: web, mail, DNS, SSH, VPN, streaming, P2P, …"""
+    return _CLASS_OF.get((protocol, port)) or _CLASS_OF.get((protocol, None)) or "other"
+
+
+def protocol_label(protocol: int, port: int) -> str:
+    """'https (tcp/443)', 'icmp', 'udp/other' for a protocol and service port."""
+    transport = protocol_name(protocol)
+    if port == 0:
+        return transport if protocol not in (6, 17, 132) else f"{transport}/other"
+    name = port_name(port, protocol)
+    return f"{name} ({transport}/{port})" if name else f"{transport}/{port}"
+
+
+@dataclass
+class TopRow:
+    key: tuple            # address / (src, dst) / account / class / (protocol, port)
+    label: str
+    bytes: int = 0
+    packets: int = 0
+    flows: int = 0
+    other: bool = False   # the summed remainder of hours' non-leaders
+
+
+@dataclass
+class TopReport:
+    by: str
+    order: str
+    start: datetime
+    end: datetime
+    rows: list[TopRow]
+    total: TopRow
+    rolled_up_until: datetime | None = None
+    exact: bool = True
+    scope: dict = field(default_factory=dict)
+
+    def to_json(self, zone=None) -> dict:
+        def moment(value):
+            return (value.astimezone(zone) if zone else value).isoformat() if value else None
+
+        def row(r: TopRow) -> dict:
+            return {"key": [str(k) if k is not None else None for k in r.key], "label": r.label, "bytes": r.bytes,
+                    "packets": r.packets, "flows": r.flows, "other": r.other}
+
+        return {"by": self.by, "order": self.order, "start": moment(self.start), "end": moment(self.end),
+                "rows": [row(r) for r in self.rows], "total": row(self.total), "exact": self.exact,
+                "rolled_up_until": moment(self.rolled_up_until), "scope": self.scope}
+
+
+def _keys(by: str) -> tuple[str, str]:
+    """(roll-up columns, raw-flow expressions) that identify a row of the report."""
+    return {
+        "source": ("src_addr", "f.src_addr"),
+        "destination": ("dst_addr", "f.dst_addr"),
+        "conversation": ("src_addr, dst_addr", "f.src_addr, f.dst_addr"),
+        "subscriber": ("account", "f.account"),
+        "application": ("protocol, port", f"f.protocol, {SERVICE_PORT}"),
+        "protocol": ("protocol, port", f"f.protocol, {SERVICE_PORT}"),
+    }[by]
+
+
+def _rollup_sql(by: str, account: str | None, params: dict) -> str:
+    columns, _ = _keys(by)
+    scope = "account is null" if account is None else "account = %(account)s"
+    if by in ("source", "destination", "conversation"):
+        params["kind"] = by
+        table, where = "rollup_talkers_1h", f"{scope} and kind = %(kind)s"
+    elif by == "subscriber":
+        table, where = "rollup_accounts_1h", "true" if account is None else scope
+    else:
+        table, where = "rollup_apps_1h", scope
+    return (f"select {columns}, sum(bytes), sum(packets), sum(flows) from ispflow.{table} "
+            f"where {where} and bucket >= %(from)s and bucket < %(until)s group by {columns}")
+
+
+def _raw_sql(by: str, account: str | None, network, params: dict) -> str:
+    _, expressions = _keys(by)
+    parts = ["f.ts_start >= %(from)s", "f.ts_start < %(until)s"]
+    if by == "subscriber":
+        parts.append("f.account is not null and f.direction is not null")
+    if account is not None:
+        parts.append("f.account = %(account)s")
+    count = len(expressions.split(", ")) if by not in ("application", "protocol") else 2
+    select = f"select {expressions}, sum(f.bytes), sum(f.packets), count(*) from ispflow.flows f"
+    group = ", ".join(str(i) for i in range(1, count + 1))
+    if network is None:
+        return f"{select} where {' and '.join(parts)} group by {group}"
+    params["network"] = str(network)
+    op = "<<=" if network.num_addresses > 1 else "="
+    where = " and ".join(parts)
+    # Either side, as two disjoint branches so each uses its address index.
+    return (f"select * from ({select} where {where} and f.src_addr {op} cast(%(network)s as inet) group by {group}) a "
+            f"union all select * from ({select} where {where} and f.dst_addr {op} cast(%(network)s as inet) "
+            f"and not f.src_addr {op} cast(%(network)s as inet) group by {group}) b")
+
+
+def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", limit: int = 10,
+           account: str | None = None, network=None) -> TopReport:
+    """The top ``limit`` rows of report ``by`` over ``[start, end)`` (widened to whole hours).
+
+    ``account`` limits the report to traffic stamped with that account (a customer's view);
+    ``network`` (an ipaddress network) to flows with an address in it.
+    """
+    if by not in REPORTS:
+        raise ValueError(f"unknown report {by!r}; expected one of {', '.join(REPORTS)}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be bytes or flows, not {order!r}")
+    start = rollups.floor_time(start, rollups.HOUR)
+    end = rollups.floor_time(end - timedelta(microseconds=1), rollups.HOUR) + rollups.HOUR
+    if end <= start:
+        raise ValueError("the end of the period must be later than its start")
+    done = rollups.watermark(conn)
+    sums: dict[tuple, list] = {}
+    exact = True
+
+    def add(rows, width):
+        for row in rows:
+            key, values = tuple(row[:width]), row[width:]
+            entry = sums.setdefault(key, [0, 0, 0])
+            for i in range(3):
+                entry[i] += int(values[i] or 0)
+
+    width = 2 if by in ("conversation", "application", "protocol") else 1
+    boundary = start if network is not None else min(max(done or start, start), end)
+    if boundary > start:
+        params = {"from": start, "until": boundary, "account": account}
+        add(conn.exec_driver_sql(_rollup_sql(by, account, params), params).all(), width)
+        exact = by not in ("source", "destination", "conversation")
+    if boundary < end:
+        params = {"from": boundary, "until": end, "account": account}
+        add(conn.exec_driver_sql(_raw_sql(by, account, network, params), params).all(), width)
+    rows = _labelled(by, sums)
+    total = TopRow((), "total", *(sum(getattr(r, f) for r in rows) for f in ("bytes", "packets", "flows")))
+    ranked = sorted((r for r in rows if not r.other),
+                    key=lambda r: (getattr(r, order), r.bytes if order == "flows" else r.flows), reverse=True)
+    shown = ranked[:limit] + [r for r in rows if r.other]
+    scope = {"account": account, "network": str(network) if network else None}
+    return TopReport(by, order, start, end, shown, total, done, exact, {k: v for k, v in scope.items() if v})
+
+
+def _labelled(by: str, sums: dict) -> list[TopRow]:
+    if by in ("application", "protocol"):
+        merged: dict[tuple, TopRow] = {}
+        for (protocol, port), (b, p, f) in sums.items():
+            key = (application(protocol, port),) if by == "application" else (protocol, port)
+            label = key[0] if by == "application" else protocol_label(protocol, port)
+            row = merged.setdefault(key, TopRow(key, label))
+            row.bytes, row.packets, row.flows = row.bytes + b, row.packets + p, row.flows + f
+        return list(merged.values())
+    rows = []
+    for key, (b, p, f) in sums.items():
+        other = all(k is None for k in key)
+        if by == "conversation":
+            label = "others" if other else f"{key[0]} ⇄ {key[1]}"
+        else:
+            label = "others" if other else str(key[0])
+        rows.append(TopRow(key, label, b, p, f, other))
+    return rows
+
