@@ -22,3 +22,11 @@ if [ "$(cat $stamp 2>/dev/null)" != "$wanted" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,run]'
     echo "$wanted" > $stamp
 fi
+
+# The charting library the pages serve (uPlot), from the npm registry, pinned by package-lock.json.
+lock_stamp=static/node_modules/.ispflow-lock
+if [ "$(cat $lock_stamp 2>/dev/null)" != "$(sha256sum static/package-lock.json | cut -d' ' -f1)" ]; then
+    echo "ispflow setup: installing the pages' JavaScript libraries (npm ci)" >&2
+    (cd static && npm ci --no-audit --no-fund --silent >/dev/null)
+    sha256sum static/package-lock.json | cut -d' ' -f1 > $lock_stamp
+fi

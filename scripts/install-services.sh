@@ -133,12 +133,19 @@ ensure_redis() {
 }
 
 ensure_test_tools() {
-    # Real third-party NetFlow exporters and a reference collector for the collector tests.
-    apt_install softflowd pmacct nfdump
+    # Real third-party NetFlow exporters and a reference collector for the collector tests;
+    # a headless browser for the chart tests.
+    apt_install softflowd pmacct nfdump chromium chromium-driver
+}
+
+ensure_npm() {
+    # npm installs the charting library the pages serve (scripts/bootstrap.sh runs it).
+    command -v npm >/dev/null || apt_install npm
 }
 
 ensure_postgres
 ensure_timescaledb
 ensure_redis
+ensure_npm
 [ $want_test_tools = yes ] && ensure_test_tools
 exit 0

@@ -287,11 +287,6 @@ def human_rate(bps: float) -> str:
     return _decimal(bps, "bit/s")
 
 
-def human_volume(count: int) -> str:
-    """Bytes with decimal prefixes: '4.21 GB'."""
-    return _decimal(count, "B")
-
-
 def _decimal(value: float, unit: str) -> str:
     for prefix in ("", "k", "M", "G", "T", "P"):
         if abs(value) < 1000 or prefix == "P":

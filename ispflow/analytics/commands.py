@@ -14,6 +14,7 @@ from flask.cli import with_appcontext
 
 from ..database import engine_for
 from ..module_settings import load
+from ..retention.storage import human_bytes
 from ..search.criteria import parse_address, parse_moment, parse_network
 from . import bandwidth, rollups, top, usage
 
@@ -122,7 +123,7 @@ def bandwidth_command(ip, account, exporter, interface, network, start, end, ste
         click.echo(f"{moment.astimezone(zone).isoformat():<26} {bandwidth.human_rate(rate_in):>14} "
                    f"{bandwidth.human_rate(rate_out):>14}")
     for direction, stats in result.stats.items():
-        click.echo(f"{direction:<4} volume {bandwidth.human_volume(stats.volume_bytes)}, "
+        click.echo(f"{direction:<4} volume {human_bytes(stats.volume_bytes)}, "
                    f"peak {bandwidth.human_rate(stats.peak_bps)}, average {bandwidth.human_rate(stats.average_bps)}, "
                    f"95th percentile {bandwidth.human_rate(stats.p95_bps)}")
 
@@ -161,9 +162,9 @@ def top_command(by, start, end, limit, order, ip, account, output):
                f"{result.end.astimezone(zone).isoformat()}")
     click.echo(f"{'#':>3} {by:<44} {'bytes':>12} {'packets':>12} {'flows':>10}")
     for rank, row in enumerate(result.rows, start=1):
-        click.echo(f"{'' if row.other else rank:>3} {row.label:<44} {bandwidth.human_volume(row.bytes):>12} "
+        click.echo(f"{'' if row.other else rank:>3} {row.label:<44} {human_bytes(row.bytes):>12} "
                    f"{row.packets:>12} {row.flows:>10}")
-    click.echo(f"    {'total':<44} {bandwidth.human_volume(result.total.bytes):>12} {result.total.packets:>12} "
+    click.echo(f"    {'total':<44} {human_bytes(result.total.bytes):>12} {result.total.packets:>12} "
                f"{result.total.flows:>10}")
 
 

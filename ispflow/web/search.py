@@ -127,6 +127,7 @@ def search():
     if request.method != "POST":
         today = datetime.now(module.zone).date()
         form.date_from.data, form.date_to.data = (today - timedelta(days=7)).isoformat(), today.isoformat()
+        prefill(form, request.args)
         return render_template("ispflow/search.html", **context)
     if not form.validate():
         return render_template("ispflow/search.html", **context), 400
@@ -154,6 +155,17 @@ def search():
         names = reverse_dns.resolve({a for r in result.page.rows for a in (str(r.src_addr), str(r.dst_addr))})
     context.update(result=result, rows=_display(result.page.rows, module.zone, names), resolved=names is not None)
     return render_template("ispflow/search.html", **context)
+
+
+PREFILLED = ("ip", "peer", "date_from", "date_to", "protocol", "port", "account", "service")
+
+
+def prefill(form: SearchForm, args) -> None:
+    """Fill the form from a link (a top report's drill-down); nothing runs until the officer
+    adds a case reference and submits, so the search is audited like any other."""
+    for name in PREFILLED:
+        if args.get(name):
+            getattr(form, name).data = args[name]
 
 
 def _start_export(conn, criteria, user):
