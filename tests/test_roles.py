@@ -17,6 +17,13 @@ PAGES = {
     "/netflow/storage": {"admin"},
     "/netflow/routers": {"admin", "technician"},
     "/netflow/routers/new": {"admin", "technician"},
+    "/netflow/traffic": {"admin", "technician", "compliance", "customer"},
+    "/netflow/traffic.json": {"admin", "technician", "compliance", "customer"},
+    "/netflow/top": {"admin", "technician", "compliance", "customer"},
+    "/netflow/top.json": {"admin", "technician", "compliance", "customer"},
+    "/netflow/usage": {"admin"},
+    "/netflow/usage.csv": {"admin"},
+    "/netflow/usage.json": {"admin"},
 }
 
 
