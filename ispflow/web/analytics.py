@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from flask import Response, abort, jsonify, render_template, request, url_for
 
 from ..analytics import bandwidth, top, usage
-from ..analytics.bandwidth import PERIODS, Scope, ScopeError
+from ..analytics.bandwidth import PERIODS, SAMPLE, Scope, ScopeError
+from ..analytics.rollups import floor_time
 from ..extension import session
 from ..module_settings import load
 from ..retention.storage import human_bytes
@@ -50,7 +51,8 @@ def period(args, zone, now: datetime | None = None) -> tuple[datetime, datetime,
     if name not in PERIOD_CHOICES:
         raise BadRequest(f"period must be one of {', '.join(PERIOD_CHOICES)}")
     if name != "custom":
-        end = now or datetime.now(timezone.utc)
+        # Ends with the current 5-minute sample, so a day is exactly 288 samples.
+        end = floor_time(now or datetime.now(timezone.utc), SAMPLE) + SAMPLE
         return end - PERIODS[name], end, name
     try:
         start = parse_moment(args.get("from", ""), zone, "From")
