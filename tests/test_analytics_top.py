@@ -11,6 +11,7 @@ import pytest
 from ispflow.analytics import rollups, top
 from ispflow.search.criteria import parse_network
 from ispflow.search.sample_flows import flow, insert_flows, utc
+from ispflow.subscribers import Assignment, save_assignments
 
 ISPFLOW = str(Path(sys.executable).with_name("ispflow"))
 DAY = utc("2026-03-02T00:00:00Z")
@@ -30,6 +31,8 @@ def traffic(db_engine):
             rows.append(flow(at, "100.64.0.2", "192.0.2.53", src_port=41000 + i, dst_port=53, protocol=17, bytes=100,
                              direction="out", account="ACC-2", service="home"))
     with db_engine.connect() as conn:
+        save_assignments(conn, [Assignment.parse("ACC-1", "home", "100.64.0.1", "2026-01-01T00:00Z"),
+                                Assignment.parse("ACC-2", "home", "100.64.0.2", "2026-01-01T00:00Z")])
         insert_flows(conn, rows)
         conn.commit()
     rollups.update(db_engine, now=DAY + timedelta(hours=3, minutes=15))   # hours 0-2 rolled up, 3-5 raw
@@ -71,6 +74,14 @@ def test_an_account_report_holds_only_that_accounts_traffic(db_engine, traffic):
     result = _report(db_engine, "destination", account="ACC-2")
     assert "100.64.0.1" not in {r.label for r in result.rows}
     assert result.total.bytes == 6 * 5 * 10_100
+
+
+def test_an_account_report_leaves_out_what_its_address_did_for_someone_else(db_engine, traffic):
+    with db_engine.connect() as conn:   # 100.64.0.2 passed to ACC-3 at 03:00; flows stay stamped
+        conn.exec_driver_sql("update ispflow.ip_assignments set valid_to = '2026-03-02T03:00Z' "
+                             "where account = 'ACC-2'")
+        conn.commit()
+    assert _report(db_engine, "destination", account="ACC-2").total.bytes == 3 * 5 * 10_100
 
 
 def test_an_address_report_reads_both_sides_once(db_engine, traffic):

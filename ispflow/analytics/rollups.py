@@ -33,9 +33,9 @@ HOUR = timedelta(hours=1)
 MAX_SPAN = timedelta(hours=1)
 SETTLE = timedelta(minutes=10)
 REVISIT = timedelta(hours=1)
+UNIT = timedelta(hours=6)   # the most one transaction rolls up (catching up after downtime)
 WATERMARK = "rollups"
 TOP_NETWORK = 100   # talkers kept per hour for the whole network, by bytes and by flows
-TOP_ACCOUNT = 20    # talkers kept per hour and account
 _LOCK = 0x15F12B    # advisory lock: one roll-up run at a time
 
 ROLLUP_TABLES = ("rollup_traffic_5m", "rollup_network_5m", "rollup_interface_5m", "rollup_accounts_1h",
@@ -108,6 +108,8 @@ def build(conn, start: datetime, end: datetime) -> None:
         raise ValueError("roll-ups are built for whole hours")
     params = {"from": start, "until": end, "source_from": start - MAX_SPAN, "step": STEP}
     run = conn.exec_driver_sql
+    # Each statement reads one hour: JIT compilation (on by default) would cost more than it saves.
+    run("set local jit = off")
     for table in ROLLUP_TABLES:
         run(f"delete from ispflow.{table} where bucket >= %(from)s and bucket < %(until)s", params)
     run("drop table if exists pg_temp.rollup_pieces")
@@ -138,45 +140,42 @@ def build(conn, start: datetime, end: datetime) -> None:
 
 def _build_hourly(run, params) -> None:
     started = "f.ts_start >= %(from)s and f.ts_start < %(until)s"
-    run(f"""insert into ispflow.rollup_apps_1h
-            select bucket, case when grouping(account) = 0 then account end, protocol, port,
-                   sum(bytes), sum(packets), count(*)
-            from (select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.protocol,
-                         {SERVICE_PORT} as port, f.bytes, f.packets
-                  from ispflow.flows f where {started}) a
-            group by grouping sets ((bucket, account, protocol, port), (bucket, protocol, port))
-            having grouping(account) = 1 or account is not null""", params)
-    run("drop table if exists pg_temp.rollup_pairs")
-    run(f"""create temporary table rollup_pairs on commit drop as
-            select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.src_addr, f.dst_addr,
+    run("drop table if exists pg_temp.rollup_apps")
+    run(f"""create temporary table rollup_apps on commit drop as
+            select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.protocol, {SERVICE_PORT} as port,
                    sum(f.bytes) as bytes, sum(f.packets) as packets, count(*) as flows
             from ispflow.flows f where {started} group by 1, 2, 3, 4""", params)
-    # One grouping per kind and scope; the kept rows are each group's heaviest by bytes or by
-    # flows, the rest is summed into the remainder row.
+    run("""insert into ispflow.rollup_apps_1h
+           select bucket, account, protocol, port, bytes, packets, flows from rollup_apps where account is not null
+           union all
+           select bucket, null, protocol, port, sum(bytes), sum(packets), sum(flows) from rollup_apps
+           group by bucket, protocol, port""")
+    run("drop table if exists pg_temp.rollup_pairs")
+    run(f"""create temporary table rollup_pairs on commit drop as
+            select time_bucket('1 hour', f.ts_start) as bucket, f.src_addr, f.dst_addr,
+                   sum(f.bytes) as bytes, sum(f.packets) as packets, count(*) as flows
+            from ispflow.flows f where {started} group by 1, 2, 3""", params)
+    # One grouping per kind; the kept rows are each hour's heaviest by bytes or by flows, the
+    # rest is summed into the remainder row. An account's talkers are not rolled up: its
+    # addresses' flows are few enough to rank from the raw flows (ispflow.analytics.top).
     groups = {"source": "src_addr, null::inet", "destination": "null::inet, dst_addr",
               "conversation": "src_addr, dst_addr"}
     for kind, columns in groups.items():
         keys = columns.replace("null::inet", "").replace(",", " ").split()
         key_list = ", ".join(keys)
-        for scope, account, top in (("network", "null::text", TOP_NETWORK), ("account", "account", TOP_ACCOUNT)):
-            partition = "bucket" if scope == "network" else "bucket, account"
-            where = "" if scope == "network" else "where account is not null"
-            group = f"bucket, {key_list}" if scope == "network" else f"bucket, account, {key_list}"
-            run(f"""insert into ispflow.rollup_talkers_1h
-                    select bucket, {account}, '{kind}',
-                           case when kept then {columns.split(', ')[0]} end,
-                           case when kept then {columns.split(', ')[1]} end,
-                           sum(bytes), sum(packets), sum(flows)
-                    from (
-                        select *, (row_number() over (partition by {partition} order by bytes desc, flows desc) <= {top}
-                                   or row_number() over (partition by {partition} order by flows desc, bytes desc) <= {top})
-                                  as kept
-                        from (select {group}, sum(bytes) as bytes, sum(packets) as packets, sum(flows) as flows
-                              from rollup_pairs {where} group by {group}) g
-                    ) ranked
-                    group by bucket, {'' if scope == 'network' else 'account, '}kept,
-                             case when kept then {columns.split(', ')[0]} end,
-                             case when kept then {columns.split(', ')[1]} end""")
+        run(f"""insert into ispflow.rollup_talkers_1h
+                select bucket, '{kind}',
+                       case when kept then {columns.split(', ')[0]} end, case when kept then {columns.split(', ')[1]} end,
+                       sum(bytes), sum(packets), sum(flows)
+                from (
+                    select *, (row_number() over (partition by bucket order by bytes desc, flows desc) <= {TOP_NETWORK}
+                               or row_number() over (partition by bucket order by flows desc, bytes desc) <= {TOP_NETWORK})
+                              as kept
+                    from (select bucket, {key_list}, sum(bytes) as bytes, sum(packets) as packets, sum(flows) as flows
+                          from rollup_pairs group by bucket, {key_list}) g
+                ) ranked
+                group by bucket, kept, case when kept then {columns.split(', ')[0]} end,
+                         case when kept then {columns.split(', ')[1]} end""")
 
 
 def watermark(conn) -> datetime | None:
@@ -200,7 +199,7 @@ def _first_flow_hour(conn) -> datetime | None:
 def update(engine, now: datetime | None = None, budget_s: float = 240.0) -> tuple[datetime, datetime] | None:
     """Bring the roll-ups up to the last settled hour; returns the range computed, if any.
 
-    Works hour by hour, oldest first, each hour committed with the watermark, and stops
+    Works oldest first, at most ``UNIT`` per transaction, each committed with the watermark; stops
     after ``budget_s`` seconds (the next run goes on from there).
     """
     now = now or datetime.now(timezone.utc)
@@ -220,7 +219,7 @@ def update(engine, now: datetime | None = None, budget_s: float = 240.0) -> tupl
                 return None
             begun = start
             while start < target and clock.monotonic() < deadline:
-                end = min(start + HOUR, target)
+                end = min(start + UNIT, target)
                 with conn.begin():
                     build(conn, start, end)
                     _advance(conn, max(end, done) if done else end)
@@ -237,8 +236,8 @@ def rebuild(engine, start: datetime, end: datetime) -> None:
     with engine.connect() as conn:
         while start < end:
             with conn.begin():
-                build(conn, start, min(start + HOUR, end))
-            start += HOUR
+                build(conn, start, min(start + UNIT, end))
+            start += UNIT
 
 
 def _advance(conn, until: datetime) -> None:

@@ -2,11 +2,12 @@
 subscribers of a period, by bytes or by flows.
 
 Whole-network and per-account reports read the hourly roll-ups up to their watermark and the
-raw flows after it. Sources, destinations and conversations are kept per hour only for the
-heaviest ones (rollups.TOP_NETWORK / TOP_ACCOUNT, by bytes and by flows); the rest of each hour
+raw flows after it. The network's sources, destinations and conversations are kept per hour
+only for the heaviest ones (rollups.TOP_NETWORK, by bytes and by flows); the rest of each hour
 is one remainder row, shown as "others", so totals stay exact and a long period's ranking is
-that of the hours' leaders. A report for an address or prefix reads the raw flows (through the
-address indexes) and is exact.
+that of the hours' leaders. An account's sources, destinations and conversations, and any
+report for an address or prefix, read the raw flows (through the address indexes) and are
+exact.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from . import rollups
 from .rollups import SERVICE_PORT
 
 REPORTS = ("source", "destination", "application", "conversation", "subscriber", "protocol")
+TALKERS = ("source", "destination", "conversation")
 ORDERS = ("bytes", "flows")
 
 # (protocol, port) -> application class; protocols without ports are matched with port None.
@@ -104,9 +106,9 @@ def _keys(by: str) -> tuple[str, str]:
 def _rollup_sql(by: str, account: str | None, params: dict) -> str:
     columns, _ = _keys(by)
     scope = "account is null" if account is None else "account = %(account)s"
-    if by in ("source", "destination", "conversation"):
+    if by in TALKERS:
         params["kind"] = by
-        table, where = "rollup_talkers_1h", f"{scope} and kind = %(kind)s"
+        table, where = "rollup_talkers_1h", "kind = %(kind)s"
     elif by == "subscriber":
         table, where = "rollup_accounts_1h", "true" if account is None else scope
     else:
@@ -115,9 +117,11 @@ def _rollup_sql(by: str, account: str | None, params: dict) -> str:
             f"where {where} and bucket >= %(from)s and bucket < %(until)s group by {columns}")
 
 
-def _raw_sql(by: str, account: str | None, network, params: dict) -> str:
+def _raw_sql(by: str, account: str | None, network, params: dict, held=None) -> str:
     _, expressions = _keys(by)
     parts = ["f.ts_start >= %(from)s", "f.ts_start < %(until)s"]
+    if held is not None:
+        parts.append(held)
     if by == "subscriber":
         parts.append("f.account is not null and f.direction is not null")
     if account is not None:
@@ -163,14 +167,22 @@ def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", 
                 entry[i] += int(values[i] or 0)
 
     width = 2 if by in ("conversation", "application", "protocol") else 1
-    boundary = start if network is not None else min(max(done or start, start), end)
+    held = None
+    if account is not None and network is None and by in TALKERS:
+        # An account's talkers are not rolled up: read its addresses' flows, found through the
+        # address indexes from the prefixes it held and when, like an account search.
+        held, held_params = _held_addresses(conn, account, start, end)
+    raw_only = network is not None or held is not None
+    boundary = start if raw_only else min(max(done or start, start), end)
     if boundary > start:
         params = {"from": start, "until": boundary, "account": account}
         add(conn.exec_driver_sql(_rollup_sql(by, account, params), params).all(), width)
         exact = by not in ("source", "destination", "conversation")
     if boundary < end:
         params = {"from": boundary, "until": end, "account": account}
-        add(conn.exec_driver_sql(_raw_sql(by, account, network, params), params).all(), width)
+        if held is not None:
+            params.update(held_params)
+        add(conn.exec_driver_sql(_raw_sql(by, account, network, params, held), params).all(), width)
     rows = _labelled(by, sums)
     total = TopRow((), "total", *(sum(getattr(r, f) for r in rows) for f in ("bytes", "packets", "flows")))
     ranked = sorted((r for r in rows if not r.other),
@@ -178,6 +190,18 @@ def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", 
     shown = ranked[:limit] + [r for r in rows if r.other]
     scope = {"account": account, "network": str(network) if network else None}
     return TopReport(by, order, start, end, shown, total, done, exact, {k: v for k, v in scope.items() if v})
+
+
+def _held_addresses(conn, account: str, start: datetime, end: datetime) -> tuple[str, dict]:
+    """A condition on flows f matching the addresses ``account`` held, while it held them."""
+    from ..search.criteria import Criteria
+    from ..search.query import address_condition, common_conditions, subscriber_scope
+
+    criteria = Criteria(start=start, end=end, case_ref="", account=account)
+    scope = subscriber_scope(conn, criteria)
+    _, params = common_conditions(criteria, scope)
+    params.pop("start"), params.pop("end")
+    return f"({address_condition(criteria, scope)})", params
 
 
 def _labelled(by: str, sums: dict) -> list[TopRow]:

@@ -81,11 +81,11 @@ select create_hypertable('ispflow.rollup_apps_1h', 'bucket', chunk_time_interval
                          create_default_indexes => false);
 create index rollup_apps_1h_account on ispflow.rollup_apps_1h (account, bucket);
 
--- The heaviest sources, destinations and conversations of each hour (kept by bytes or by
--- flows), plus one remainder row per hour and kind with null addresses, so sums stay exact.
+-- The whole network's heaviest sources, destinations and conversations of each hour (kept by
+-- bytes or by flows), plus one remainder row per hour and kind with null addresses, so sums
+-- stay exact.
 create table ispflow.rollup_talkers_1h (
     bucket     timestamptz not null,
-    account    text,
     kind       text not null check (kind in ('source', 'destination', 'conversation')),
     src_addr   inet,
     dst_addr   inet,
@@ -95,7 +95,7 @@ create table ispflow.rollup_talkers_1h (
 );
 select create_hypertable('ispflow.rollup_talkers_1h', 'bucket', chunk_time_interval => interval '30 days',
                          create_default_indexes => false);
-create index rollup_talkers_1h_account on ispflow.rollup_talkers_1h (account, kind, bucket);
+create index rollup_talkers_1h_kind on ispflow.rollup_talkers_1h (kind, bucket);
 
 create table ispflow.analytics_watermarks (
     name        text primary key,
