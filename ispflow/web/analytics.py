@@ -14,6 +14,7 @@ changes, so no reload is needed.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import wraps
 
 from flask import Response, abort, jsonify, render_template, request, url_for
 
@@ -64,16 +65,20 @@ def period(args, zone, now: datetime | None = None) -> tuple[datetime, datetime,
     return start, end, name
 
 
+def _ever_held(account: str, network) -> bool:
+    """Whether ``account`` has ever held an assignment covering all of ``network``."""
+    return bool(_conn().exec_driver_sql(
+        "select 1 from ispflow.ip_assignments where account = %(a)s and prefix >>= cast(%(n)s as inet) limit 1",
+        {"a": account, "n": str(network)}).scalar())
+
+
 def _customer_network(account: str, text: str):
     """The customer's address or prefix, only if their account ever held it (else 404)."""
     try:
         network = parse_network(text)
     except ValueError:
         abort(404)
-    held = _conn().exec_driver_sql(
-        "select 1 from ispflow.ip_assignments where account = %(a)s and prefix >>= cast(%(n)s as inet) limit 1",
-        {"a": account, "n": str(network)}).scalar()
-    if not held:
+    if not _ever_held(account, network):
         abort(404)
     return network
 
@@ -112,10 +117,22 @@ def _series(args):
     return result, zone, name
 
 
-def _bad_request(exc: Exception, wants_json: bool):
-    if wants_json:
-        return jsonify({"error": str(exc)}), 400
-    return render_template("ispflow/analytics_error.html", message=str(exc)), 400
+def explains_bad_requests(as_json: bool):
+    """Answer a wrong parameter with 400 and the sentence saying why (JSON or a page)."""
+
+    def decorate(view):
+        @wraps(view)
+        def answered(*args, **kwargs):
+            try:
+                return view(*args, **kwargs)
+            except (BadRequest, ScopeError) as exc:
+                if as_json:
+                    return jsonify({"error": str(exc)}), 400
+                return render_template("ispflow/analytics_error.html", message=str(exc)), 400
+
+        return answered
+
+    return decorate
 
 
 def _stats_view(result) -> list[dict]:
@@ -136,11 +153,9 @@ def _graph_json(result, zone) -> dict:
 @blueprint.route("/traffic")
 @menu_entry("Traffic", ADMIN, TECHNICIAN, COMPLIANCE, CUSTOMER)
 @roles_required(*STAFF, CUSTOMER)
+@explains_bad_requests(as_json=False)
 def traffic():
-    try:
-        result, zone, name = _series(request.args)
-    except (BadRequest, ScopeError) as exc:
-        return _bad_request(exc, False)
+    result, zone, name = _series(request.args)
     return render_template("ispflow/traffic.html", graph=_graph_json(result, zone), period=name,
                            args=request.args, is_customer=current_user().role == CUSTOMER,
                            held=_held_addresses() if current_user().role == CUSTOMER else [],
@@ -149,11 +164,9 @@ def traffic():
 
 @blueprint.route("/traffic.json")
 @roles_required(*STAFF, CUSTOMER)
+@explains_bad_requests(as_json=True)
 def traffic_json():
-    try:
-        result, zone, _ = _series(request.args)
-    except (BadRequest, ScopeError) as exc:
-        return _bad_request(exc, True)
+    result, zone, _ = _series(request.args)
     return jsonify(_graph_json(result, zone))
 
 
@@ -215,7 +228,7 @@ def _drill_down(result, row, user, period_name: str) -> list[dict]:
     links = []
     timing = {"period": "custom", "from": result.start.isoformat(), "to": result.end.isoformat()}
     addresses = [k for k in row.key if k] if result.by in ("source", "destination", "conversation") else []
-    if result.by in ("source", "destination") and (user.role != CUSTOMER or _own_address(addresses[0])):
+    if result.by in ("source", "destination") and (user.role != CUSTOMER or _ever_held(user.account, addresses[0])):
         links.append({"label": "graph", "href": url_for(".traffic", kind="address", value=addresses[0], **timing)})
     if result.by == "subscriber":
         links.append({"label": "graph", "href": url_for(".traffic", kind="account", value=row.key[0], **timing)})
@@ -237,20 +250,12 @@ def _drill_down(result, row, user, period_name: str) -> list[dict]:
     return links
 
 
-def _own_address(address: str) -> bool:
-    return bool(_conn().exec_driver_sql(
-        "select 1 from ispflow.ip_assignments where account = %(a)s and prefix >>= cast(%(n)s as inet) limit 1",
-        {"a": current_user().account, "n": address}).scalar())
-
-
 @blueprint.route("/top")
 @menu_entry("Top reports", ADMIN, TECHNICIAN, COMPLIANCE, CUSTOMER)
 @roles_required(*STAFF, CUSTOMER)
+@explains_bad_requests(as_json=False)
 def top_report():
-    try:
-        result, zone, name = _report(request.args)
-    except BadRequest as exc:
-        return _bad_request(exc, False)
+    result, zone, name = _report(request.args)
     user = current_user()
     reports = [r for r in top.REPORTS if user.role != CUSTOMER or r != "subscriber"]
     return render_template("ispflow/top.html", report=_report_json(result, zone, name), period=name,
@@ -260,11 +265,9 @@ def top_report():
 
 @blueprint.route("/top.json")
 @roles_required(*STAFF, CUSTOMER)
+@explains_bad_requests(as_json=True)
 def top_json():
-    try:
-        result, zone, name = _report(request.args)
-    except BadRequest as exc:
-        return _bad_request(exc, True)
+    result, zone, name = _report(request.args)
     return jsonify(_report_json(result, zone, name))
 
 
@@ -283,31 +286,25 @@ def _usage(args):
 @blueprint.route("/usage")
 @menu_entry("Usage", ADMIN)
 @roles_required(ADMIN)
+@explains_bad_requests(as_json=False)
 def usage_page():
-    try:
-        rows, month = _usage(request.args)
-    except BadRequest as exc:
-        return _bad_request(exc, False)
+    rows, month = _usage(request.args)
     return render_template("ispflow/usage.html", rows=rows, month=month.strftime("%Y-%m"), args=request.args,
                            human_rate=bandwidth.human_rate, human_bytes=human_bytes)
 
 
 @blueprint.route("/usage.csv")
 @roles_required(ADMIN)
+@explains_bad_requests(as_json=True)
 def usage_csv():
-    try:
-        rows, month = _usage(request.args)
-    except BadRequest as exc:
-        return _bad_request(exc, True)
+    rows, month = _usage(request.args)
     return Response(usage.to_csv(rows), mimetype="text/csv", headers={
         "Content-Disposition": f"attachment; filename=ispflow-usage-{month.strftime('%Y-%m')}.csv"})
 
 
 @blueprint.route("/usage.json")
 @roles_required(ADMIN)
+@explains_bad_requests(as_json=True)
 def usage_json():
-    try:
-        rows, month = _usage(request.args)
-    except BadRequest as exc:
-        return _bad_request(exc, True)
+    rows, month = _usage(request.args)
     return jsonify({"month": month.strftime("%Y-%m"), "accounts": [r.to_json() for r in rows]})
