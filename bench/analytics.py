@@ -151,7 +151,7 @@ def main():
         _roll_up(url, END)
         spent = time.perf_counter() - began
         print(f"roll-up job over the whole set: {spent:.1f} s, {args.flows / spent:,.0f} flows/s "
-              f"(each hour is computed twice in production: once settled, once revisited)")
+              f"(each settled hour once, again only when late flows arrived)")
 
         # One more day loaded while the job rolls up a fresh copy of the data set's last week.
         extra = 2

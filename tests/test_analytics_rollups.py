@@ -166,6 +166,15 @@ def test_a_late_flow_within_the_revisit_window_is_counted(db_engine):
     assert _query(db_engine, "select sum(bytes) from ispflow.rollup_traffic_5m")[0][0] == 123
 
 
+def test_the_previous_hour_is_not_computed_again_without_late_flows(db_engine):
+    with db_engine.connect() as conn:
+        insert_flows(conn, [flow("2026-03-02T10:20:00Z", bytes=100, account="ACC-1")])
+        conn.commit()
+    rollups.update(db_engine, now=START + timedelta(hours=1, minutes=15))
+    assert rollups.update(db_engine, now=START + timedelta(hours=2, minutes=15)) == (
+        START + timedelta(hours=1), START + timedelta(hours=2))
+
+
 def test_roll_up_bounds_must_be_whole_hours(db_engine):
     with db_engine.connect() as conn, pytest.raises(ValueError):
         rollups.build(conn, START + timedelta(minutes=5), START + timedelta(hours=1))

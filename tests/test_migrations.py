@@ -33,10 +33,14 @@ def test_upgrade_creates_the_database_schema_and_hypertables(empty_database_url)
         public_tables = conn.execute(sa.text(
             "select count(*) from information_schema.tables where table_schema = 'public'"
         )).scalar()
-    assert hypertables == {"flows", "nat_events"}
+    assert {"flows", "nat_events"} <= hypertables
+    assert {h for h in hypertables if h not in ("flows", "nat_events")} == {
+        "rollup_traffic_5m", "rollup_network_5m", "rollup_interface_5m", "rollup_accounts_1h", "rollup_apps_1h",
+        "rollup_talkers_1h"}
     assert version_table == "ispflow.alembic_version"
     assert public_tables == 0
-    assert current_revision(empty_database_url) == "0001"
+    head = ScriptDirectory.from_config(alembic_config(empty_database_url)).get_current_head()
+    assert current_revision(empty_database_url) == head
 
 
 def test_flows_table_has_the_documented_columns(db_engine):

@@ -5,9 +5,10 @@ job (every 5 minutes) computes whole closed hours from the raw flows and advance
 watermark, hour by hour, each hour in one transaction that deletes and rewrites its buckets.
 Running it twice, or after a crash half-way, gives the same rows.
 
-Late flows: an hour is computed once it has been closed for ``SETTLE``, and computed again
-(``REVISIT``) when the next hour is: a flow that reaches the database up to about an hour
-after its start still counts. Older stragglers (a spool replayed after a long database
+Late flows: an hour is computed once it has been closed for ``SETTLE``; when the next hour is
+computed, the previous one (``REVISIT``) is computed again if its flows have grown in number
+since (a count, much cheaper than the roll-up): a flow that reaches the database up to about
+an hour after its start still counts. Older stragglers (a spool replayed after a long database
 outage) are added by ``ispflow report rebuild --from --to``.
 
 How a flow becomes bucket rows (the 5-minute tables): its bytes and packets are spread over
@@ -204,6 +205,19 @@ def _first_flow_hour(conn) -> datetime | None:
     return floor_time(first, HOUR) if first else None
 
 
+def _late_flows(conn, start: datetime, end: datetime) -> bool:
+    """Whether flows starting in ``[start, end)`` arrived after that range was rolled up.
+
+    Counting them is a fraction of the cost of rolling them up again; flows are never deleted
+    from an hour still within retention, so a higher count means late arrivals.
+    """
+    raw = conn.exec_driver_sql("select count(*) from ispflow.flows where ts_start >= %(s)s and ts_start < %(e)s",
+                               {"s": start, "e": end}).scalar()
+    rolled = conn.exec_driver_sql("select coalesce(sum(flows), 0) from ispflow.rollup_network_5m "
+                                  "where bucket >= %(s)s and bucket < %(e)s", {"s": start, "e": end}).scalar()
+    return raw != rolled
+
+
 def update(engine, now: datetime | None = None, budget_s: float = 240.0) -> tuple[datetime, datetime] | None:
     """Bring the roll-ups up to the last settled hour; returns the range computed, if any.
 
@@ -221,7 +235,10 @@ def update(engine, now: datetime | None = None, budget_s: float = 240.0) -> tupl
             if done is not None and done >= target:
                 conn.commit()
                 return None
-            start = done - REVISIT if done is not None else _first_flow_hour(conn)
+            if done is None:
+                start = _first_flow_hour(conn)
+            else:
+                start = done - REVISIT if _late_flows(conn, done - REVISIT, done) else done
             conn.commit()
             if start is None:
                 return None
