@@ -81,3 +81,16 @@ def test_usage_json_for_the_host_panel(auth, client, traffic):
 def test_the_chart_library_is_served_by_the_module(auth, client):
     with client.get("/netflow/static/node_modules/uplot/dist/uPlot.iife.min.js") as response:
         assert response.status_code == 200 and b"uPlot" in response.data
+
+
+def test_interface_graphs_are_chosen_by_exporter_id_and_interface_index(auth, client, db_engine, traffic):
+    from ispflow.search.sample_flows import insert_exporter
+
+    with db_engine.connect() as conn:
+        exporter_id = insert_exporter(conn, "192.0.2.1", "edge-1")
+        conn.commit()
+    auth.login("technician")
+    page = client.get("/netflow/traffic", query_string={"kind": "interface", "value": f"{exporter_id}:1", **CUSTOM})
+    assert page.status_code == 200 and f"{exporter_id} = edge-1 (192.0.2.1)" in page.get_data(as_text=True)
+    data = client.get("/netflow/traffic.json", query_string={"kind": "interface", "value": "1:2", **CUSTOM}).get_json()
+    assert data["stats"]["in"]["volume_bytes"] == 18_000_000 and "entering the router" in data["perspective"]

@@ -159,6 +159,7 @@ def traffic():
     return render_template("ispflow/traffic.html", graph=_graph_json(result, zone), period=name,
                            args=request.args, is_customer=current_user().role == CUSTOMER,
                            held=_held_addresses() if current_user().role == CUSTOMER else [],
+                           exporters=[] if current_user().role == CUSTOMER else _exporters(),
                            json_url=url_for(".traffic_json", **request.args))
 
 
@@ -168,6 +169,13 @@ def traffic():
 def traffic_json():
     result, zone, _ = _series(request.args)
     return jsonify(_graph_json(result, zone))
+
+
+def _exporters() -> list:
+    """The exporters, for choosing an interface graph (EXPORTER_ID:IFINDEX)."""
+    return list(_conn().exec_driver_sql(
+        "select id, coalesce(name, host(address)) as name, host(address) as address from ispflow.exporters "
+        "order by id limit 200"))
 
 
 def _held_addresses() -> list[str]:
