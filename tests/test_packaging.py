@@ -1,4 +1,4 @@
-"""A non-editable install carries the templates and the migrations as package data."""
+"""A non-editable install carries the templates, the migrations and the static files as package data."""
 import subprocess
 import sys
 import zipfile
@@ -19,3 +19,5 @@ def test_wheel_ships_templates_and_migrations(tmp_path):
     assert "ispflow/migrations/env.py" in names
     assert "ispflow/migrations/script.py.mako" in names
     assert "ispflow/migrations/versions/0001_initial.py" in names
+    assert "ispflow/static/analytics.js" in names
+    assert "ispflow/static/node_modules/uplot/dist/uPlot.iife.min.js" in names   # installed by npm, not committed
