@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ispflow.collector import synthetic  # noqa: E402
+from tests import synthetic  # noqa: E402
 from ispflow.collector.attribution import SubscriberDirectory  # noqa: E402
 from ispflow.collector.decoder import FlowDecoder  # noqa: E402
 from ispflow.collector.enrich import enrich  # noqa: E402

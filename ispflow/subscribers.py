@@ -23,8 +23,13 @@ CSV_HEADER = ["account", "service", "prefix", "valid_from", "valid_to"]
 
 class IPAssignment(Base):
     __tablename__ = "ip_assignments"
+    __table_args__ = (
+        sa.UniqueConstraint("prefix", "valid_from"),
+        sa.Index("ip_assignments_prefix", "prefix", postgresql_using="gist", postgresql_ops={"prefix": "inet_ops"}),
+        sa.Index("ip_assignments_account", "account"),
+    )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
     account: Mapped[str]
     service: Mapped[str]
     prefix: Mapped[str] = mapped_column(CIDR)

@@ -14,11 +14,12 @@ import sqlalchemy as sa
 
 from .database import drop_database, engine_for, upgrade
 
-# Tables emptied between tests; the audit log too (with its append-only guard bypassed).
-_TABLES = (
-    "flows", "nat_events", "exporters", "collector_heartbeats", "router_jobs", "routers",
-    "ip_assignments", "users", "settings", "exports", "storage_samples", "audit_log",
-)
+# Emptied between tests: every table of ispflow.tables, the audit log too (with its
+# append-only guard bypassed).
+def _tables() -> list[str]:
+    from .tables import metadata
+
+    return [table.name for table in metadata().sorted_tables]
 
 
 def _server_url() -> str:
@@ -58,7 +59,7 @@ def db_engine(database_url):
     engine = engine_for(database_url)
     with engine.begin() as conn:
         conn.execute(sa.text("set local session_replication_role = replica"))
-        conn.execute(sa.text("truncate " + ", ".join(f"ispflow.{t}" for t in _TABLES) + " restart identity cascade"))
+        conn.execute(sa.text("truncate " + ", ".join(f"ispflow.{t}" for t in _tables()) + " restart identity cascade"))
     return engine
 
 

@@ -1,5 +1,6 @@
 """Small builders for collector tests: FlowBatch from readable dicts."""
 import ipaddress
+from dataclasses import fields
 from datetime import datetime, timezone
 
 import numpy as np
@@ -46,3 +47,17 @@ def flow_batch(flows: list[dict], exporter: str = "192.0.2.1") -> FlowBatch:
     ):
         setattr(batch, name, np.array([f.get(name, default) for f in flows], dtype=dtype))
     return batch
+
+
+def check(batch) -> None:
+    """Raise AssertionError unless every column of a decoded batch has the batch's length and dtype."""
+    n = len(batch)
+    for f in fields(batch):
+        if f.name == "exporters":
+            continue
+        column = getattr(batch, f.name)
+        assert column.dtype == f.metadata["dtype"], f"{f.name}: dtype {column.dtype}"
+        expected = (n,) if f.metadata["width"] is None else (n, f.metadata["width"])
+        assert column.shape == expected, f"{f.name}: shape {column.shape}, expected {expected}"
+    if n:
+        assert 0 <= int(batch.exporter.min()) and int(batch.exporter.max()) < len(batch.exporters)

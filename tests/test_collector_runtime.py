@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from ispflow.collector import synthetic
+from tests import synthetic
 from ispflow.collector.sockets import kernel_drops
 from ispflow.database import engine_for
 from ispflow.subscribers import Assignment, save_assignments

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from ispflow.module_settings import ModuleSettings, save
 from ispflow.search import jobs
 from ispflow.search.export import HEADER
-from ispflow.search.sample_flows import flow, insert_exporter, insert_flows
+from tests.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.subscribers import Assignment, save_assignments
 from ispflow.testing import csrf_token
 

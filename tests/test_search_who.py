@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from ispflow.module_settings import ModuleSettings, save
-from ispflow.search.sample_flows import insert_nat_events, nat_event
+from tests.sample_flows import insert_nat_events, nat_event
 from ispflow.search.who import who_held
 from ispflow.subscribers import Assignment, save_assignments
 from ispflow.testing import csrf_token

@@ -92,16 +92,3 @@ def concat(batches):
             values[f.name] = np.concatenate([getattr(b, f.name) for b in batches])
     return kind(exporters=exporters, **values)
 
-
-def check(batch) -> None:
-    """Raise AssertionError unless every column has the batch's length and dtype (for tests)."""
-    n = len(batch)
-    for f in fields(batch):
-        if f.name == "exporters":
-            continue
-        column = getattr(batch, f.name)
-        assert column.dtype == f.metadata["dtype"], f"{f.name}: dtype {column.dtype}"
-        expected = (n,) if f.metadata["width"] is None else (n, f.metadata["width"])
-        assert column.shape == expected, f"{f.name}: shape {column.shape}, expected {expected}"
-    if n:
-        assert 0 <= int(batch.exporter.min()) and int(batch.exporter.max()) < len(batch.exporters)

@@ -22,15 +22,13 @@ import ipaddress
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta, timezone
 
+from .. import tables
 from .criteria import Criteria, CriteriaError
 
 PAGE_SIZE = 100
 
-_PAGE_COLUMNS = (
-    "f.ts_start, f.ts_end, f.src_addr, f.src_port, f.dst_addr, f.dst_port, f.protocol, f.bytes, "
-    "f.packets, f.status, f.in_if, f.out_if, f.exporter_id, f.account, f.service, f.direction, "
-    "f.tcp_flags, f.ctid as rid"
-)
+# Every flow column, and the row's physical address as the paging tie-breaker.
+_PAGE_COLUMNS = ", ".join(f"f.{name}" for name in tables.names(tables.flows)) + ", f.ctid as rid"
 
 
 @dataclass(frozen=True)
