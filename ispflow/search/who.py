@@ -60,14 +60,6 @@ order by n.ts desc
 limit 20
 """
 
-_DIRECTORY_SQL = """
-select account, service, text(prefix) as prefix from ispflow.ip_assignments
-where prefix >>= cast(%(ip)s as inet) and valid_from <= %(at)s and (valid_to is null or valid_to > %(at)s)
-order by masklen(prefix) desc, valid_from desc
-limit 1
-"""
-
-
 def who_held(conn, address: str, at: datetime, port: int | None = None, *,
              nat_since: datetime | None = None) -> Holder | None:
     """The subscriber behind ``address`` (and public ``port``) at ``at``, or None.
@@ -98,4 +90,6 @@ def who_held(conn, address: str, at: datetime, port: int | None = None, *,
 
 
 def _directory(conn, address: str, at: datetime):
-    return conn.exec_driver_sql(_DIRECTORY_SQL, {"ip": address, "at": at}).first()
+    from ..subscribers import who
+
+    return who(conn, address, at)
