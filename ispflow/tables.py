@@ -60,11 +60,18 @@ flows = sa.Table(
     sa.Column("status", sa.Text),
     sa.Column("src_as", sa.BigInteger),
     sa.Column("dst_as", sa.BigInteger),
+    # What a NAT device reports inside the record (MikroTik, Cisco ASA NSEL): null where untranslated.
+    sa.Column("post_nat_src_addr", INET),
+    sa.Column("post_nat_dst_addr", INET),
+    sa.Column("post_nat_src_port", sa.Integer),
+    sa.Column("post_nat_dst_port", sa.Integer),
     sa.CheckConstraint("direction in ('in', 'out')"),
     sa.CheckConstraint("status in ('success', 'failure')"),
     sa.Index("flows_ts_start", "ts_start", postgresql_using="brin", postgresql_with={"pages_per_range": 32}),
     sa.Index("flows_src_addr", "src_addr", "ts_start"),
     sa.Index("flows_dst_addr", "dst_addr", "ts_start"),
+    sa.Index("flows_post_nat_src_addr", "post_nat_src_addr", "ts_start",
+             postgresql_where=sa.text("post_nat_src_addr is not null")),
 )
 
 # A hypertable on ts (1-day chunks).

@@ -39,6 +39,14 @@ class FlowBatch:
     sampling_rate: np.ndarray = _column(np.int32)  # 1 when unsampled
     src_as: np.ndarray = _column(np.int64)         # -1 when not exported
     dst_as: np.ndarray = _column(np.int64)
+    # The translation a NAT device reports inside the flow record (MikroTik, Cisco ASA NSEL):
+    # family 0 where the record has none for that side; ports -1 when not exported.
+    post_nat_src_family: np.ndarray = _column(np.uint8)
+    post_nat_src_addr: np.ndarray = _column(np.uint8, 16)
+    post_nat_dst_family: np.ndarray = _column(np.uint8)
+    post_nat_dst_addr: np.ndarray = _column(np.uint8, 16)
+    post_nat_src_port: np.ndarray = _column(np.int32)
+    post_nat_dst_port: np.ndarray = _column(np.int32)
     exporters: list[str] = field(default_factory=list)  # exporter addresses, as text
 
     def __len__(self) -> int:

@@ -53,6 +53,12 @@ def _inet(addresses: np.ndarray, family: int) -> np.ndarray:
     return block
 
 
+def _nullable_inet(addresses: np.ndarray, family: int) -> np.ndarray:
+    if family:
+        return _inet(addresses, family)
+    return np.broadcast_to(np.frombuffer(_NULL, dtype=np.uint8), (len(addresses), 4))
+
+
 def _text(value: str | None) -> bytes:
     if value is None:
         return _NULL
@@ -81,10 +87,15 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
     optional = {"tcp_flags": f.tcp_flags >= 0, "in_if": (f.in_if >= 0) & (f.in_if <= _INT4_MAX),
                 "out_if": (f.out_if >= 0) & (f.out_if <= _INT4_MAX), "src_as": f.src_as >= 0,
                 "dst_as": f.dst_as >= 0}
+    optional["post_nat_src_port"] = f.post_nat_src_port >= 0
+    optional["post_nat_dst_port"] = f.post_nat_dst_port >= 0
     signature = (f.family == 6).astype(np.int64)
     for bit, present in enumerate(optional.values(), start=1):
         signature |= present.astype(np.int64) << bit
-    signature |= tail_len << 8
+    # post-NAT address families (0, 4 or 6) in bits 12-15, the text tail's length above.
+    signature |= (f.post_nat_src_family.astype(np.int64) // 2) << 12
+    signature |= (f.post_nat_dst_family.astype(np.int64) // 2) << 14
+    signature |= tail_len << 16
     exporter = exporter_ids[f.exporter].astype(np.int64)
 
     out = io.BytesIO()
@@ -94,6 +105,7 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
         rows = np.nonzero(signature == sig)[0]
         family = 6 if sig & 1 else 4
         has = {name: bool(sig >> bit & 1) for bit, name in enumerate(optional, start=1)}
+        post_src_family, post_dst_family = (sig >> 12 & 3) * 2, (sig >> 14 & 3) * 2
         group_combos, local = np.unique(combo_of_row[rows], return_inverse=True)
         tail_matrix = np.frombuffer(b"".join(tails[c] for c in group_combos.tolist()), dtype=np.uint8)
         tail_matrix = tail_matrix.reshape(len(group_combos), -1)[local]
@@ -114,6 +126,10 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
             "sampling_rate": _fixed(f.sampling_rate[rows], ">i4"),
             "src_as": _nullable(f.src_as[rows], ">i8", has["src_as"]),
             "dst_as": _nullable(f.dst_as[rows], ">i8", has["dst_as"]),
+            "post_nat_src_addr": _nullable_inet(f.post_nat_src_addr[rows], post_src_family),
+            "post_nat_dst_addr": _nullable_inet(f.post_nat_dst_addr[rows], post_dst_family),
+            "post_nat_src_port": _nullable(f.post_nat_src_port[rows], ">i4", has["post_nat_src_port"]),
+            "post_nat_dst_port": _nullable(f.post_nat_dst_port[rows], ">i4", has["post_nat_dst_port"]),
             _TEXT_TAIL[0]: tail_matrix,
         }
         blocks = [np.broadcast_to(field_count, (len(rows), 2))]

@@ -107,12 +107,17 @@ def branches(criteria: Criteria, scope=None) -> list[str]:
             return ["true"]
         as_source = _scope_side(scope, "src")
         return [as_source, f"{_scope_side(scope, 'dst')} and not {as_source}"]
-    if criteria.ip_side == "src":
-        return [_side(criteria, "src", "dst")]
-    if criteria.ip_side == "dst":
-        return [_side(criteria, "dst", "src")]
     as_source = _side(criteria, "src", "dst")
-    return [as_source, f"{_side(criteria, 'dst', 'src')} and not ({as_source})"]
+    # A NAT device's flow record may carry the public source it translated to (post_nat_src_addr):
+    # searching that public address finds the outgoing flow too. Replies already carry it as dst.
+    as_public_source = _side(criteria, "post_nat_src", "dst")
+    if criteria.ip_side == "src":
+        return [as_source, f"{as_public_source} and not ({as_source})"]
+    as_destination = _side(criteria, "dst", "src")
+    if criteria.ip_side == "dst":
+        return [as_destination]
+    return [as_source, f"{as_destination} and not ({as_source})",
+            f"{as_public_source} and not ({as_source}) and not ({as_destination})"]
 
 
 def common_conditions(criteria: Criteria, scope=None) -> tuple[str, dict]:
