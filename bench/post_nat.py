@@ -12,20 +12,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.indexes import payloads  # noqa: E402
 from tests import synthetic  # noqa: E402
-from ispflow.collector.attribution import SubscriberDirectory  # noqa: E402
-from ispflow.collector.decoder import FlowDecoder  # noqa: E402
-from ispflow.collector.enrich import enrich  # noqa: E402
-from ispflow.collector.writer import copy_flows, encode  # noqa: E402
+from ispflow.collector.writer import copy_flows  # noqa: E402
 from ispflow.database import drop_database, raw_connection, upgrade  # noqa: E402
 
 URL = "postgresql://postgres@127.0.0.1:5432/ispflow_bench_post_nat"
@@ -38,26 +32,6 @@ def translated(flow: dict, i: int) -> dict:
     if ipaddress.ip_address(flow["src"]) in SUBSCRIBERS:
         return dict(flow, public=public, public_port=1024 + i % 60000)
     return dict(flow, dst=public, post_dst=flow["dst"], post_dst_port=flow["dst_port"], dst_port=1024 + i % 60000)
-
-
-def payloads(rows: int, nat: bool, batch: int = 50_000) -> list[bytes]:
-    since = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    directory = SubscriberDirectory([(f"A{i}", "fiber", f"100.64.{i // 256}.{i % 256}", since, None)
-                                     for i in range(1, 16000)])
-    out = []
-    for seed in range(rows // batch):
-        start = 1_767_225_600.0 + seed * 3600
-        flows = synthetic.generate_flows(batch, seed=seed, subscriber_prefix=str(SUBSCRIBERS), start=start,
-                                         duration=3600)
-        if nat:
-            flows = [translated(flow, i) for i, flow in enumerate(flows)]
-        exporter = synthetic.Exporter(version=9, boot_time=start - 3600)
-        decoder = FlowDecoder()
-        for packet in exporter.packets(flows, WITH_NAT if nat else synthetic.V9_IPV4, export_time=start + 3700):
-            decoder.feed(packet, "192.0.2.1", time.time())
-        decoded, _ = decoder.drain()
-        out.append(encode(enrich(decoded, directory), np.array([1])))
-    return out
 
 
 def measure(name: str, batches: list[bytes]) -> None:
@@ -84,8 +58,8 @@ def main() -> None:
     args = parser.parse_args()
     upgrade(URL)
     try:
-        measure("no translation in the records", payloads(args.rows, nat=False))
-        measure("every flow translated", payloads(args.rows, nat=True))
+        measure("no translation in the records", payloads(args.rows))
+        measure("every flow translated", payloads(args.rows, template=WITH_NAT, transform=translated))
     finally:
         drop_database(URL)
 
