@@ -169,3 +169,22 @@ def test_the_migration_rewrites_stored_overlaps_so_the_later_start_wins(database
         ("ACC-NEXT", "192.0.2.8/30", day((2, 1)), None),
         ("ACC-ALONE", "192.0.2.16/30", day((1, 1)), None),
     ]
+
+
+@pytest.mark.parametrize("account, expected", [
+    ("ACC-POOL", ["203.0.113.100@2026-02-15", "203.0.113.10@2026-03-05"]),
+    ("ACC-BIZ", ["203.0.113.10@2026-02-05", "203.0.113.10@2026-02-20"]),
+    ("ACC-HOST", ["203.0.113.10@2026-02-15"]),
+])
+def test_an_account_search_finds_the_flows_the_rule_gives_the_account(directory, account, expected):
+    from ispflow.search.criteria import parse_criteria
+    from ispflow.search.query import all_rows
+    from tests.sample_flows import flow, insert_flows
+
+    with directory.connect() as conn:
+        insert_flows(conn, [flow(moment, address, "198.51.100.1") for address, moment, _ in CASES[:5]])
+        conn.commit()
+        criteria = parse_criteria({"from": "2026-01-01", "to": "2026-04-30", "case_ref": "CASE-9", "account": account},
+                                  zone=timezone.utc, retention_months=24)
+        rows = all_rows(conn, criteria)
+    assert sorted(f"{row.src_addr}@{row.ts_start.date()}" for row in rows) == expected

@@ -9,7 +9,9 @@ page stops after a handful of rows instead of collecting every match to sort it.
 A search by account or service goes through the subscriber directory: the prefixes the
 account (or service) held, each with its validity period, become address ranges with time
 windows on the same two address indexes (flows has no account index: it would cost ingest,
-docs/storage.md). A flow matches when one of its addresses was the subscriber's at its start.
+docs/storage.md). A flow matches when one of its addresses was the subscriber's at its start,
+by the directory's rule (``subscribers``): where a more specific prefix nested in one of the
+account's was held by someone at the time, that part of the window is carved out.
 
 Pages use keyset paging, never OFFSET. Flows have no id: the tie-breaker is the row's
 physical address ``ctid``, which is unique among rows with the same ``ts_start`` (they are in
@@ -65,9 +67,16 @@ def _side(criteria: Criteria, near: str, far: str) -> str:
 def _scope_side(scope, side: str) -> str:
     if not scope:
         return "false"
+
+    def window(param: str, network) -> str:
+        return (f"{_match(f'f.{side}_addr', f'{param}p', network)} "
+                f"and f.ts_start >= %({param}f)s and f.ts_start < %({param}t)s")
+
     return "(" + " or ".join(
-        f"({_match(f'f.{side}_addr', f'sp{i}', network)} and f.ts_start >= %(sf{i})s and f.ts_start < %(st{i})s)"
-        for i, (network, _, _) in enumerate(scope)
+        "(" + window(f"s{i}", network)
+        + "".join(f" and not ({window(f's{i}x{j}', nested)})" for j, (nested, _, _) in enumerate(carved))
+        + ")"
+        for i, (network, _, _, carved) in enumerate(scope)
     ) + ")"
 
 
@@ -79,25 +88,35 @@ def subscriber_scope(conn, criteria: Criteria):
     """
     if not criteria.account and not criteria.service:
         return None
-    sql = ("select text(prefix), greatest(valid_from, %(start)s), least(coalesce(valid_to, %(end)s), %(end)s) "
+    sql = ("select id, prefix, greatest(valid_from, %(start)s) as f, "
+           "least(coalesce(valid_to, %(end)s), %(end)s) as t "
            "from ispflow.ip_assignments where valid_from < %(end)s and (valid_to is null or valid_to > %(start)s)")
     params = {"start": criteria.start, "end": criteria.end, "limit": MAX_SCOPE + 1}
     for key in ("account", "service"):
         if getattr(criteria, key):
             sql += f" and {key} = %({key})s"
             params[key] = getattr(criteria, key)
-    sql += " order by prefix, valid_from limit %(limit)s"
+    sql = (f"with scope as ({sql} order by prefix, valid_from limit %(limit)s) "
+           "select s.id, text(s.prefix), s.f, s.t, text(n.prefix), greatest(n.valid_from, s.f), "
+           "least(coalesce(n.valid_to, s.t), s.t) from scope s "
+           "left join ispflow.ip_assignments n on n.prefix << s.prefix and n.valid_from < s.t "
+           "and (n.valid_to is null or n.valid_to > s.f) order by s.prefix, s.f, n.prefix, n.valid_from")
     if hasattr(conn, "exec_driver_sql"):
         rows = conn.exec_driver_sql(sql, params).all()
     else:
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-    if len(rows) > MAX_SCOPE:
+    windows: dict = {}
+    for key, prefix, start, end, nested, nested_start, nested_end in rows:
+        carved = windows.setdefault(key, (ipaddress.ip_network(prefix), start, end, []))[3]
+        if nested is not None:
+            carved.append((ipaddress.ip_network(nested), nested_start, nested_end))
+    if len(windows) > MAX_SCOPE or sum(len(w[3]) for w in windows.values()) > MAX_SCOPE:
         field = "account" if criteria.account else "service"
         raise CriteriaError({field: f"This {field} covers more than {MAX_SCOPE} address assignments; "
                                     "add an address range to narrow the search."})
-    return tuple((ipaddress.ip_network(prefix), start, end) for prefix, start, end in rows)
+    return tuple((network, start, end, tuple(carved)) for network, start, end, carved in windows.values())
 
 
 def branches(criteria: Criteria, scope=None) -> list[str]:
@@ -140,8 +159,10 @@ def common_conditions(criteria: Criteria, scope=None) -> tuple[str, dict]:
                 alternatives.append(f"{column} between %(port_lo{i})s and %(port_hi{i})s")
         parts.append("(" + " or ".join(alternatives) + ")")
     if scope is not None:
-        for i, (network, start, end) in enumerate(scope):
-            params[f"sp{i}"], params[f"sf{i}"], params[f"st{i}"] = str(network), start, end
+        for i, (network, start, end, carved) in enumerate(scope):
+            params[f"s{i}p"], params[f"s{i}f"], params[f"s{i}t"] = str(network), start, end
+            for j, (nested, nested_start, nested_end) in enumerate(carved):
+                params[f"s{i}x{j}p"], params[f"s{i}x{j}f"], params[f"s{i}x{j}t"] = str(nested), nested_start, nested_end
         if criteria.ip is not None:  # the address search picks the rows; the scope filters them
             parts.append(f"({_scope_side(scope, 'src')} or {_scope_side(scope, 'dst')})")
     return " and ".join(parts), params
