@@ -46,3 +46,12 @@ def test_the_comparison_notices_a_column_the_definitions_lack(db_engine):
 
 def test_the_collector_copies_every_flow_column_in_table_order():
     assert writer.COLUMNS == tables.names(tables.flows)
+
+
+def test_every_flow_column_the_export_names_exists():
+    import re
+
+    from ispflow.search.export import COLUMNS
+
+    named = {name for _, expression in COLUMNS for name in re.findall(r"\bf\.(\w+)", expression)}
+    assert named and named <= set(tables.names(tables.flows))
