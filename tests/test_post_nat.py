@@ -161,3 +161,13 @@ def test_a_zero_or_unchanged_post_nat_address_is_no_translation():
     flows, _ = decoder.drain()
     assert flows.post_nat_src_family.tolist() == [0, 0]
     assert flows.post_nat_dst_family.tolist() == [0, 0]
+
+
+def test_the_search_page_shows_the_translation_next_to_the_address(nat_flows, auth, client):
+    auth.login("compliance")
+    page = client.get("/netflow/search")
+    html = client.post("/netflow/search", data={"csrf_token": csrf_token(page), "case_ref": "CASE-NAT",
+                                                "ip": MIKROTIK_PUBLIC, "date_from": "2026-03-02", "date_to": "2026-03-02",
+                                                "action": "search"}).data.decode()
+    assert f"NAT → {MIKROTIK_PUBLIC}</span>" in html
+    assert "NAT → 10.10.8.197</span>" in html

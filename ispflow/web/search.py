@@ -112,8 +112,17 @@ def _display(rows, zone, names=None):
             "bytes": r.bytes, "packets": r.packets, "status": r.status or "", "in_if": r.in_if,
             "out_if": r.out_if, "exporter": r.exporter or r.exporter_id, "account": r.account or "",
             "service": r.service or "",
+            "src_nat": _translated(r.post_nat_src_addr, r.post_nat_src_port),
+            "dst_nat": _translated(r.post_nat_dst_addr, r.post_nat_dst_port),
         })
     return shown
+
+
+def _translated(address, port) -> str:
+    """The NAT translation a flow record reported for one side, as text ('' when none)."""
+    if address is None:
+        return ""
+    return str(address) + (f":{port}" if port is not None else "")
 
 
 def local(moment, zone) -> str:
