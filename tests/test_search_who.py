@@ -112,3 +112,15 @@ def test_the_page_explains_bad_input_and_answers_nothing(auth, client, directory
     assert b'id="who-answer"' not in response.data
     with directory.connect() as conn:
         assert conn.execute(sa.text("select count(*) from ispflow.audit_log")).scalar() == 0
+
+
+def test_a_session_with_another_destination_than_the_remote_side_named_does_not_answer(directory):
+    with directory.connect() as conn:
+        insert_nat_events(conn, [nat_event("2026-03-01T00:00:00Z", "100.64.0.10", PUBLIC, public_port=5000,
+                                           dst_addr="192.0.2.80", dst_port=443)])
+        conn.commit()
+    with directory.connect() as conn:
+        named = who_held(conn, PUBLIC, datetime(2026, 3, 1, 0, 1, tzinfo=timezone.utc), 5000, remote="192.0.2.80")
+        other = who_held(conn, PUBLIC, datetime(2026, 3, 1, 0, 1, tzinfo=timezone.utc), 5000, remote="192.0.2.81")
+    assert (named.account, named.private_addr) == ("ACC-A", "100.64.0.10")
+    assert not other.behind_nat

@@ -188,3 +188,18 @@ def test_an_account_search_finds_the_flows_the_rule_gives_the_account(directory,
                                   zone=timezone.utc, retention_months=24)
         rows = all_rows(conn, criteria)
     assert sorted(f"{row.src_addr}@{row.ts_start.date()}" for row in rows) == expected
+
+
+def test_the_subscribers_page_refuses_an_overlapping_import_and_says_why(directory, auth, client):
+    import io
+
+    auth.login("admin")
+    page = client.get("/netflow/subscribers")
+    csv_text = "account,service,prefix,valid_from,valid_to\nACC-X,x,203.0.113.8/29,2026-02-15T00:00:00Z,\n"
+    response = client.post("/netflow/subscribers", data={
+        "csrf_token": csrf_token(page), "file": (io.BytesIO(csv_text.encode()), "overlap.csv")},
+        content_type="multipart/form-data")
+    assert "overlaps one already stored for the same prefix" in response.data.decode()
+    assert "nothing was imported" in response.data.decode()
+    with directory.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from ispflow.ip_assignments")).scalar() == len(DIRECTORY)

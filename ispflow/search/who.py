@@ -73,6 +73,7 @@ where n.public_addr = cast(%(ip)s as inet)
   and (%(port)s::integer is null
        or n.public_port = %(port)s::integer
        or %(port)s::integer between n.port_block_start and n.port_block_end)
+  and (%(remote)s::inet is null or n.dst_addr is null or n.dst_addr = %(remote)s::inet)
 order by n.ts desc
 limit 20
 """
@@ -86,9 +87,11 @@ def who_held(conn, address: str, at: datetime, port: int | None = None, *,
     still-open translation is looked for (the NAT retention period).
     """
     address = str(ipaddress.ip_address(address))
+    remote = str(ipaddress.ip_address(remote)) if remote else None
     since = nat_since or datetime(1970, 1, 1, tzinfo=at.tzinfo)
     nat = conn.exec_driver_sql(
-        _NAT_SQL, {"ip": address, "at": at, "since": since, "port": port, "opening": OPENING, "closing": CLOSING}
+        _NAT_SQL, {"ip": address, "at": at, "since": since, "port": port, "remote": remote, "opening": OPENING,
+                   "closing": CLOSING}
     ).all()
     for event in nat:
         if event.closed_at is not None:
@@ -143,7 +146,6 @@ _LIMIT = 200
 
 
 def _from_flow_records(conn, address: str, at: datetime, port: int | None, remote: str | None) -> Holder | None:
-    remote = str(ipaddress.ip_address(remote)) if remote else None
     rows = conn.exec_driver_sql(_FLOW_SQL, {
         "ip": address, "remote": remote, "early": at - _SLACK, "late": at + _SLACK,
         "since": at - _LONGEST_FLOW, "limit": _LIMIT}).all()
