@@ -124,3 +124,19 @@ def test_a_session_with_another_destination_than_the_remote_side_named_does_not_
         other = who_held(conn, PUBLIC, datetime(2026, 3, 1, 0, 1, tzinfo=timezone.utc), 5000, remote="192.0.2.81")
     assert (named.account, named.private_addr) == ("ACC-A", "100.64.0.10")
     assert not other.behind_nat
+
+
+def test_without_a_port_every_open_translation_of_the_address_is_a_candidate(directory):
+    holder = ask(directory, PUBLIC, "2026-02-01T09:03:00+00:00")
+    assert holder.ambiguous and holder.account is None
+    assert sorted((c.account, c.private_addr) for c in holder.candidates) == [
+        ("ACC-A", "100.64.0.10"), ("ACC-B", "100.64.0.11")]
+    assert holder.reason == (f"2 private addresses held translations of {PUBLIC} at that moment, by the NAT events; "
+                             "give the public port to narrow it")
+
+
+def test_the_page_lists_every_open_translation_without_a_port(auth, client, directory):
+    auth.login("compliance")
+    page = lookup_page(client, ip=PUBLIC, at="2026-02-01 10:03").data.decode()  # 09:03Z
+    assert "cannot be tied to one" in page and "give the public port to narrow it" in page
+    assert "<strong>ACC-A</strong>" in page and "<strong>ACC-B</strong>" in page and "1024–2047" in page

@@ -9,6 +9,9 @@ directory answers directly.
 NAT events arrive either as one record with a start and an end, or as a "create" record and
 a later "delete" record (IPFIX natEvent codes, RFC 8158); both shapes are understood.
 
+Several translations of the address open at the moment (no port given, or overlapping
+records) give every candidate and the reason, never the latest one alone.
+
 Without a NAT event, the flow records themselves may carry the translation (MikroTik, Cisco ASA
 NSEL: ``post_nat_*`` columns). A flow active at the moment (±1 s, since reports give whole
 seconds) answers when its post-NAT source is the address (an outgoing flow: the private
@@ -93,17 +96,17 @@ def who_held(conn, address: str, at: datetime, port: int | None = None, *,
         _NAT_SQL, {"ip": address, "at": at, "since": since, "port": port, "remote": remote, "opening": OPENING,
                    "closing": CLOSING}
     ).all()
+    open_events: dict = {}
     for event in nat:
-        if event.closed_at is not None:
-            continue
-        account, service, prefix = event.account, event.service, None
-        if event.private_addr and not account:
-            directory = _directory(conn, event.private_addr, at)
-            if directory:
-                account, service, prefix = directory.account, directory.service, directory.prefix
-        block = (event.port_block_start, event.port_block_end) if event.port_block_start is not None else None
-        return Holder(address, at, account, service, prefix, event.private_addr, event.private_port,
-                      event.public_port, block, event.ts, event.ts_end, source="nat_event")
+        if event.closed_at is None:
+            open_events.setdefault(event.private_addr, event)  # the latest per private address
+    if open_events:
+        candidates = tuple(_nat_candidate(conn, address, at, event) for event in open_events.values())
+        if len(candidates) == 1:
+            return candidates[0]
+        return Holder(address, at, None, None, source="nat_event", candidates=candidates, reason=(
+            f"{len(candidates)} private addresses held translations of {address} at that moment, by the NAT "
+            "events" + ("" if port is not None else "; give the public port to narrow it")))
     translated = _from_flow_records(conn, address, at, port, remote)
     if translated is not None:
         return translated
@@ -111,6 +114,17 @@ def who_held(conn, address: str, at: datetime, port: int | None = None, *,
     if directory is None:
         return None
     return Holder(address, at, directory.account, directory.service, directory.prefix)
+
+
+def _nat_candidate(conn, address: str, at: datetime, event) -> Holder:
+    account, service, prefix = event.account, event.service, None
+    if event.private_addr and not account:
+        directory = _directory(conn, event.private_addr, at)
+        if directory:
+            account, service, prefix = directory.account, directory.service, directory.prefix
+    block = (event.port_block_start, event.port_block_end) if event.port_block_start is not None else None
+    return Holder(address, at, account, service, prefix, event.private_addr, event.private_port,
+                  event.public_port, block, event.ts, event.ts_end, source="nat_event")
 
 
 def _directory(conn, address: str, at: datetime):
