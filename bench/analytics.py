@@ -81,6 +81,16 @@ def load_days(url: str, first_day: datetime, days: int, per_day: int, subscriber
     return rates
 
 
+def assign_addresses(url: str, subscribers: int, since: datetime) -> None:
+    """The subscriber directory the generated flows are stamped from: address k is ACC-(k/2)'s."""
+    with engine_for(url).begin() as conn:
+        conn.exec_driver_sql(
+            "insert into ispflow.ip_assignments (account, service, prefix, valid_from) "
+            "select 'ACC-' || (k / 2), case when k %% 10 = 0 then 'biz' else 'home' end, "
+            "set_masklen('100.64.0.0'::inet + k, 32)::cidr, %(since)s from generate_series(0, %(n)s) as k",
+            {"since": since, "n": subscribers})
+
+
 def _roll_up(url: str, now: datetime) -> None:
     rollups.update(engine_for(url), now=now, budget_s=10 ** 9)
 
@@ -143,6 +153,7 @@ def main():
     per_day = args.flows // args.days
     try:
         print(f"{args.flows:,} flows over {args.days} days ({per_day:,} a day) into {url.rsplit('/', 1)[1]}")
+        assign_addresses(url, args.subscribers, END - timedelta(days=args.days + 1))
         rates = load_days(url, END - timedelta(days=args.days), args.days, per_day, args.subscribers)
         alone = statistics.median(rates[-5:])
         print(f"ingest without roll-ups: {alone:,.0f} flows/s (median of the last 5 days)")

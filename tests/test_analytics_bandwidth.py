@@ -6,7 +6,7 @@ import pytest
 from ispflow.analytics import bandwidth, rollups
 from ispflow.analytics.bandwidth import Scope, percentile95
 from ispflow.search.criteria import parse_network
-from ispflow.search.sample_flows import flow, insert_flows, utc
+from tests.sample_flows import flow, insert_flows, utc
 
 DAY = utc("2026-03-02T00:00:00Z")
 

@@ -10,7 +10,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from werkzeug.serving import make_server
 
 from ispflow.analytics import rollups
-from ispflow.search.sample_flows import flow, insert_flows
+from tests.sample_flows import flow, insert_flows
 from ispflow.subscribers import Assignment, save_assignments
 
 # Non-blank pixels of the chart's canvas, counted in the page.

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from ispflow.analytics import rollups
-from ispflow.search.sample_flows import flow, insert_flows, utc
+from tests.sample_flows import flow, insert_flows, utc
 from ispflow.subscribers import Assignment, save_assignments
 
 MORNING = {"period": "custom", "from": "2026-03-02T00:00Z", "to": "2026-03-02T12:00Z"}

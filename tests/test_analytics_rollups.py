@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from ispflow.analytics import rollups
-from ispflow.search.sample_flows import flow, insert_flows, utc
+from tests.sample_flows import flow, insert_flows, utc
 
 START = utc("2026-03-02T10:00:00Z")
 

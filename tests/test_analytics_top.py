@@ -10,7 +10,7 @@ import pytest
 
 from ispflow.analytics import rollups, top
 from ispflow.search.criteria import parse_network
-from ispflow.search.sample_flows import flow, insert_flows, utc
+from tests.sample_flows import flow, insert_flows, utc
 from ispflow.subscribers import Assignment, save_assignments
 
 ISPFLOW = str(Path(sys.executable).with_name("ispflow"))

@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 
 from ispflow.analytics import rollups
-from ispflow.search.sample_flows import flow, insert_flows, utc
+from tests.sample_flows import flow, insert_flows, utc
 
 DAY = utc("2026-03-02T00:00:00Z")
 CUSTOM = {"period": "custom", "from": "2026-03-02T00:00Z", "to": "2026-03-02T06:00Z"}
@@ -84,7 +84,7 @@ def test_the_chart_library_is_served_by_the_module(auth, client):
 
 
 def test_interface_graphs_are_chosen_by_exporter_id_and_interface_index(auth, client, db_engine, traffic):
-    from ispflow.search.sample_flows import insert_exporter
+    from tests.sample_flows import insert_exporter
 
     with db_engine.connect() as conn:
         exporter_id = insert_exporter(conn, "192.0.2.1", "edge-1")

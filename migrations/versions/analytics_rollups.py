@@ -1,13 +1,13 @@
 """Traffic roll-ups for graphs, top reports and billing, and the roll-up job's watermark.
 
 Revision ID: analytics_rollups
-Revises: 0001
+Revises: schema_post_nat
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = "analytics_rollups"
-down_revision = "0001"
+down_revision = "schema_post_nat"
 branch_labels = None
 depends_on = None
 
