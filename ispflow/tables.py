@@ -115,8 +115,9 @@ rollup_traffic_5m = _rollup(
     "rollup_traffic_5m",
     sa.Column("address", INET, nullable=False), sa.Column("account", sa.Text), sa.Column("service", sa.Text),
     sa.Column("direction", sa.Text, nullable=False), sa.CheckConstraint(_DIRECTION),
-    indexes=(sa.Index("rollup_traffic_5m_account", "account", "bucket"),
-             sa.Index("rollup_traffic_5m_address", "address", "bucket"),
+    indexes=(sa.Index("rollup_traffic_5m_account", "account", "bucket", postgresql_include=["direction", "bytes"]),
+             sa.Index("rollup_traffic_5m_address", "address", "bucket",
+                      postgresql_include=["account", "direction", "bytes"]),
              sa.Index("rollup_traffic_5m_bucket", "bucket", postgresql_using="brin")))
 rollup_network_5m = _rollup(
     "rollup_network_5m",
@@ -126,7 +127,8 @@ rollup_interface_5m = _rollup(
     "rollup_interface_5m",
     sa.Column("exporter_id", sa.Integer, nullable=False), sa.Column("if_index", sa.Integer, nullable=False),
     sa.Column("direction", sa.Text, nullable=False), sa.CheckConstraint(_DIRECTION),
-    indexes=(sa.Index("rollup_interface_5m_port", "exporter_id", "if_index", "bucket"),))
+    indexes=(sa.Index("rollup_interface_5m_port", "exporter_id", "if_index", "bucket",
+                      postgresql_include=["direction", "bytes"]),))
 rollup_accounts_1h = _rollup(
     "rollup_accounts_1h",
     sa.Column("account", sa.Text, nullable=False), sa.Column("service", sa.Text),

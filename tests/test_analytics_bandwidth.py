@@ -20,7 +20,7 @@ def test_95th_percentile_drops_the_top_5_percent_of_samples():
 
 def test_statistics_count_quiet_intervals_as_zero_samples():
     start = DAY
-    samples = {start + i * rollups.STEP: {"in": 300 * 1000 // 8, "out": 0} for i in range(10)}
+    samples = {int((start + i * rollups.STEP).timestamp()): [300 * 1000 // 8, 0] for i in range(10)}
     stats = bandwidth.statistics(samples, start, start + timedelta(hours=1))   # 12 samples, 10 busy
     assert stats["in"].peak_bps == 1000
     assert stats["in"].p95_bps == 1000

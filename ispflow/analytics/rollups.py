@@ -68,6 +68,17 @@ def without_jit(conn) -> None:
     conn.exec_driver_sql("set local jit = off")
 
 
+def fetch_all(conn, sql: str, params: dict) -> list[tuple]:
+    """Rows as plain tuples straight from psycopg2: several times faster than row objects for
+    the thousands of buckets a month has."""
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
 def split_sql(source: str, step: str, dimensions: str = "") -> str:
     """SQL of the pieces of the flows selected by ``source``, one per bucket they overlap.
 

@@ -63,18 +63,15 @@ def monthly_usage(conn, month: date, zone, account: str | None = None) -> list[U
     where = "account is not null" if account is None else "account = %(account)s"
     params = {"from": start, "until": boundary, "end": end, "account": account, "step": rollups.STEP}
     if boundary > start:
-        rows = conn.exec_driver_sql(
-            f"select account, bucket, direction, sum(bytes) from ispflow.rollup_traffic_5m "
-            f"where {where} and bucket >= %(from)s and bucket < %(until)s group by 1, 2, 3", params)
-        _collect(per_account, rows)
+        _collect(per_account, rollups.fetch_all(conn, f"{_PIVOT} from ispflow.rollup_traffic_5m "
+                 f"where {where} and bucket >= %(from)s and bucket < %(until)s group by 1, 2", params))
     if boundary < end:
         source = ("select f.ts_start, f.ts_end, f.bytes, f.packets, f.account, f.direction from ispflow.flows f "
                   f"where f.ts_start >= %(until)s - interval '1 hour' and f.ts_start < %(end)s "
                   f"and f.direction is not null and f.{where}")
-        rows = conn.exec_driver_sql(
-            f"select account, bucket, direction, sum(bytes) from ({rollups.split_sql(source, '%(step)s', 'account, direction')}) p "
-            f"where bucket >= %(until)s and bucket < %(end)s group by 1, 2, 3", params)
-        _collect(per_account, rows)
+        _collect(per_account, rollups.fetch_all(
+            conn, f"{_PIVOT} from ({rollups.split_sql(source, '%(step)s', 'account, direction')}) p "
+                  f"where bucket >= %(until)s and bucket < %(end)s group by 1, 2", params))
     label = month.strftime("%Y-%m")
     result = []
     for name in sorted(per_account):
@@ -86,10 +83,17 @@ def monthly_usage(conn, month: date, zone, account: str | None = None) -> list[U
     return result
 
 
+_PIVOT = ("select account, extract(epoch from bucket)::bigint, "
+          "coalesce(sum(bytes) filter (where direction = 'in'), 0)::bigint, "
+          "coalesce(sum(bytes) filter (where direction = 'out'), 0)::bigint")
+
+
 def _collect(per_account: dict, rows) -> None:
-    for name, bucket, direction, total in rows:
-        samples = per_account.setdefault(name, {})
-        samples.setdefault(bucket, {"in": 0, "out": 0})[direction] += int(total)
+    """Into {account: {epoch seconds: [bytes in, bytes out]}}, as bandwidth.statistics reads it."""
+    for name, bucket, inbound, outbound in rows:
+        sample = per_account.setdefault(name, {}).setdefault(bucket, [0, 0])
+        sample[0] += inbound
+        sample[1] += outbound
 
 
 def to_csv(usage: list[Usage]) -> str:
