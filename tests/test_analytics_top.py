@@ -114,6 +114,20 @@ def test_report_bandwidth_table_shows_decimal_rates(database_url, traffic):
     assert "Mbit/s" in result.stdout and "95th percentile" in result.stdout
 
 
+def test_report_bandwidth_of_an_exporter_interface(database_url, db_engine, traffic):
+    from tests.sample_flows import insert_exporter
+
+    with db_engine.connect() as conn:
+        insert_exporter(conn, "192.0.2.1", "edge-1")   # id 1, the flows' exporter
+        conn.commit()
+    result = run(database_url, "bandwidth", "--exporter", "192.0.2.1", "--interface", "2", "--from",
+                 "2026-03-02T00:00Z", "--to", "2026-03-02T06:00Z", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    totals = {line.split(",")[0]: line.split(",")[1] for line in result.stdout.splitlines()[-2:]}
+    # Every generated flow entered on interface 2 and left on 1.
+    assert totals == {"in": "54303000", "out": "0"}
+
+
 def test_report_bandwidth_needs_exactly_one_subject(database_url):
     result = run(database_url, "bandwidth", "--network", "--account", "A", "--from", "2026-03-02", "--to", "2026-03-03")
     assert result.returncode == 2 and result.stderr.startswith("ispflow: give exactly one of")
