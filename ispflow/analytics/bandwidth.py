@@ -248,7 +248,7 @@ def series(conn, scope: Scope, start: datetime, end: datetime, step: timedelta |
     step = step or resolution(end - start)
     if (end - start) / step > 20 * MAX_POINTS:
         raise ScopeError("that step gives too many points for the period; choose a longer step")
-    rollups.without_jit(conn)
+    rollups.for_aggregates(conn)
     done = rollups.watermark(conn)
     samples = five_minute_samples(conn, scope, start, end, done)
     first = rollups.floor_time(start, step)

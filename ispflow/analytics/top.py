@@ -155,7 +155,7 @@ def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", 
     end = rollups.floor_time(end - timedelta(microseconds=1), rollups.HOUR) + rollups.HOUR
     if end <= start:
         raise ValueError("the end of the period must be later than its start")
-    rollups.without_jit(conn)
+    rollups.for_aggregates(conn)
     done = rollups.watermark(conn)
     sums: dict[tuple, list] = {}
     exact = True

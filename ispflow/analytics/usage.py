@@ -56,7 +56,7 @@ def month_bounds(month: date, zone) -> tuple[datetime, datetime]:
 def monthly_usage(conn, month: date, zone, account: str | None = None) -> list[Usage]:
     """Usage of every account with traffic in ``month`` (or of ``account``), by account name."""
     start, end = month_bounds(month, zone)
-    rollups.without_jit(conn)
+    rollups.for_aggregates(conn)
     done = rollups.watermark(conn)
     boundary = min(max(done or start, start), end)
     per_account: dict[str, dict] = {}
