@@ -55,12 +55,18 @@ def db_group():
 @db_group.command("upgrade")
 @with_appcontext
 def db_upgrade():
-    """Create or upgrade the schema (idempotent); creates the database and extension if needed."""
-    from .database import current_revision, upgrade
+    """Create or upgrade the schema as the owner, and the app's role (idempotent).
 
-    url = database_url()
-    upgrade(url)
-    click.echo(f"Database schema at revision {current_revision(url)}.")
+    Creates the database, the extension and the role ISPFLOW_DATABASE_URL names when missing.
+    """
+    from .database import current_revision, upgrade
+    from .extension import settings
+
+    owner_url = settings().owner_database_url
+    warning = upgrade(owner_url, app_url=database_url())
+    if warning:
+        click.echo(f"ispflow: warning: {warning}", err=True)
+    click.echo(f"Database schema at revision {current_revision(owner_url)}.")
 
 
 # --- users ----------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ def test_verify_button_reports_an_intact_chain(auth, client, entries):
     assert "Chain intact: 3 entries verified." in result
 
 
-def test_verify_button_reports_tampering(auth, client, entries):
-    with entries.begin() as conn:
+def test_verify_button_reports_tampering(auth, client, entries, owner_engine):
+    with owner_engine.begin() as conn:
         conn.execute(sa.text("set local session_replication_role = replica"))
         conn.execute(sa.text("delete from ispflow.audit_log where id = 2"))
     auth.login("admin")

@@ -16,8 +16,8 @@ def test_migrations_have_a_single_head(database_url):
 
 
 @pytest.fixture
-def empty_database_url(database_url):
-    url = database_url.rsplit("/", 1)[0] + f"/ispflow_empty_{secrets.token_hex(3)}"
+def empty_database_url(owner_database_url):
+    url = owner_database_url.rsplit("/", 1)[0] + f"/ispflow_empty_{secrets.token_hex(3)}"
     yield url
     drop_database(url)
 
@@ -36,7 +36,8 @@ def test_upgrade_creates_the_database_schema_and_hypertables(empty_database_url)
     assert hypertables == {"flows", "nat_events"}
     assert version_table == "ispflow.alembic_version"
     assert public_tables == 0
-    assert current_revision(empty_database_url) == "0001"
+    [head] = ScriptDirectory.from_config(alembic_config(empty_database_url)).get_heads()
+    assert current_revision(empty_database_url) == head
 
 
 def test_flows_table_has_the_documented_columns(db_engine):

@@ -100,12 +100,12 @@ def test_who_without_a_holder_exits_1_and_bad_input_exits_2(runner, flows):
     assert bad.exit_code == 2 and "'soon' is not a date-time" in bad.output
 
 
-def test_audit_verify_exits_0_when_intact_and_1_when_tampered(runner, flows):
+def test_audit_verify_exits_0_when_intact_and_1_when_tampered(runner, flows, owner_engine):
     runner.invoke(commands.search, SEARCH)
     runner.invoke(commands.search, SEARCH)
     intact = runner.invoke(commands.audit_group, ["verify"])
     assert intact.exit_code == 0 and "2 entries verified" in intact.output
-    with flows.begin() as conn:
+    with owner_engine.begin() as conn:
         conn.execute(sa.text("set local session_replication_role = replica"))
         conn.execute(sa.text("update ispflow.audit_log set case_ref = 'OTHER' where id = 1"))
     broken = runner.invoke(commands.audit_group, ["verify"])

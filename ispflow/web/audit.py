@@ -27,7 +27,9 @@ def audit_log():
     form = VerifyForm.from_request()
     before = request.args.get("before", type=int)
     with engine_for(settings().DATABASE_URL).connect() as conn:
-        verification = audit.verify(conn) if form.submitted_and_valid() else None
+        verification = None
+        if form.submitted_and_valid():
+            verification = audit.verify(conn, audit.anchors_of(settings()), key=audit.audit_key(settings()))
         zone = load(conn).zone
         entries = conn.execute(
             sa.text("select * from ispflow.audit_log where (cast(:before as bigint) is null or id < :before) "
