@@ -207,7 +207,7 @@ def verify(conn, anchors=(), key: bytes | None = None, batch: int = 10_000) -> V
     if first is not None:
         problems += _check_start(conn, first, chain)
     problems += _check_anchors(anchors, hashes, first, newest)
-    problems = problems[:MAX_PROBLEMS]
+    problems = sorted(problems, key=lambda p: (p.entry is None, p.entry or 0))[:MAX_PROBLEMS]
     if problems:
         return Verification(False, checked, problems[0].entry, problems[0].message, tuple(problems), len(anchors))
     shown = f" against {len(anchors)} anchors" if anchors else ""
