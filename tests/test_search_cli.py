@@ -56,9 +56,29 @@ def test_search_csv_has_the_panels_columns_and_its_hash_is_audited(runner, flows
     body = result.stdout_bytes
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
     assert rows[0] == HEADER and len(rows) == 6
-    [entry] = audit_entries(flows)
+    [start, entry] = audit_entries(flows)
+    assert (start.action, start.row_count, start.export_sha256) == ("export.start", 5, None)
     assert entry.actor.startswith("cli:") and entry.action == "export" and entry.case_ref == "CASE-CLI"
     assert entry.export_sha256 == hashlib.sha256(body).hexdigest() and entry.row_count == 5
+
+
+def test_search_csv_is_audited_before_its_first_row_leaves(runner, flows, monkeypatch):
+    seen = []
+
+    class Watched:
+        def __init__(self, out):
+            self.out = out
+
+        def write(self, data):
+            if not seen:  # what another connection sees when the first byte goes out
+                seen.append([e.action for e in audit_entries(flows)])
+            return self.out.write(data)
+
+    real = commands.write_csv
+    monkeypatch.setattr(commands, "write_csv", lambda dbapi, criteria, out, **kw: real(dbapi, criteria, Watched(out),
+                                                                                      **kw))
+    assert runner.invoke(commands.search, SEARCH + ["--format", "csv"]).exit_code == 0
+    assert seen == [["export.start"]]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -77,6 +77,10 @@ def search(ip, ip_side, peer, start, end, protocol, port, port_side, account, se
             field = next(iter(exc.errors))
             fail(f"{OPTION_OF_FIELD.get(field, field)}: {exc.first()}")
         if output == "csv":
+            # Audited before the first row leaves; the entry after it adds the count and the hash.
+            audit.record(conn, actor=actor(), role=CLI_ROLE, action="export.start", criteria=criteria.to_json(),
+                         case_ref=criteria.case_ref, row_count=totals(conn, criteria).flows)
+            conn.commit()
             sys.stdout.flush()
             out = sys.stdout.buffer
             dbapi = raw_connection(database_url())
