@@ -97,6 +97,16 @@ def test_the_app_role_cannot_change_or_remove_flows_and_nat_events(evidence, tab
         assert conn.execute(sa.text(f"select count(*) from ispflow.{table}")).scalar() == 1
 
 
+@pytest.mark.parametrize("statement", ["delete from {chunk}", "update {chunk} set exporter_id = 2", "truncate {chunk}",
+                                       "drop table {chunk}"])
+def test_the_app_role_cannot_reach_around_the_hypertable_to_its_chunks(evidence, statement):
+    with evidence.connect() as conn:
+        chunk = conn.execute(sa.text("select format('%I.%I', chunk_schema, chunk_name) from "
+                                     "timescaledb_information.chunks where hypertable_name = 'flows'")).scalar()
+    message = refused(evidence, statement.format(chunk=chunk))
+    assert "permission denied" in message or "must be owner" in message
+
+
 def test_the_owner_can_still_do_retention_and_migrations(evidence, owner_engine):
     with owner_engine.begin() as conn:
         conn.execute(sa.text("select drop_chunks('ispflow.flows', older_than => now() + interval '1 year')"))
