@@ -15,6 +15,24 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+def _audit_log_guard(only_the_owner: bool) -> str:
+    """The append-only guard: deletion only by retention (now also only by the owner's role)."""
+    owner_check = ("and pg_has_role(current_user, (select relowner from pg_class where oid = tg_relid), 'USAGE')"
+                   if only_the_owner else "")
+    return rf"""
+create or replace function ispflow.audit_log_guard() returns trigger language plpgsql as $$
+begin
+    if tg_op = 'DELETE' {owner_check}
+       and coalesce(current_setting('ispflow.audit_retention_before', true), '') <> ''
+       and old.at < current_setting('ispflow.audit_retention_before', true)::timestamptz then
+        return old;
+    end if;
+    raise exception 'ispflow.audit_log is append-only (% refused)', tg_op
+        using errcode = 'insufficient_privilege';
+end $$;
+"""
+
+
 UPGRADE = r"""
 create table ispflow.audit_chain (
     singleton    boolean primary key default true check (singleton),
@@ -26,51 +44,26 @@ insert into ispflow.audit_chain (keyed_from, origin_id, origin_hash)
 select coalesce((select max(id) from ispflow.audit_log), 0) + 1, first.id, first.hash
 from (select 1) one left join (select id, hash from ispflow.audit_log order by id limit 1) first on true;
 
-create or replace function ispflow.audit_log_guard() returns trigger language plpgsql as $$
+create function ispflow.audit_chain_guard() returns trigger language plpgsql as $$
 begin
-    if tg_op = 'DELETE'
-       and pg_has_role(current_user, (select relowner from pg_class where oid = tg_relid), 'USAGE')
-       and current_setting('ispflow.audit_retention_before', true) is not null
-       and current_setting('ispflow.audit_retention_before', true) <> ''
-       and old.at < current_setting('ispflow.audit_retention_before', true)::timestamptz then
-        return old;
-    end if;
-    raise exception 'ispflow.audit_log is append-only (% refused)', tg_op
+    raise exception 'ispflow.audit_chain is written once, by its migration (% refused)', tg_op
         using errcode = 'insufficient_privilege';
 end $$;
 create trigger audit_chain_append_only before update or delete or truncate on ispflow.audit_chain
     for each statement execute function ispflow.audit_chain_guard();
 """
 
-GUARD = r"""
-create function ispflow.audit_chain_guard() returns trigger language plpgsql as $$
-begin
-    raise exception 'ispflow.audit_chain is written once, by its migration (% refused)', tg_op
-        using errcode = 'insufficient_privilege';
-end $$;
-"""
-
 DOWNGRADE = r"""
 drop table if exists ispflow.audit_chain;
 drop function if exists ispflow.audit_chain_guard();
-create or replace function ispflow.audit_log_guard() returns trigger language plpgsql as $$
-begin
-    if tg_op = 'DELETE'
-       and current_setting('ispflow.audit_retention_before', true) is not null
-       and current_setting('ispflow.audit_retention_before', true) <> ''
-       and old.at < current_setting('ispflow.audit_retention_before', true)::timestamptz then
-        return old;
-    end if;
-    raise exception 'ispflow.audit_log is append-only (% refused)', tg_op
-        using errcode = 'insufficient_privilege';
-end $$;
 """
 
 
 def upgrade() -> None:
-    op.execute(GUARD)
     op.execute(UPGRADE)
+    op.execute(_audit_log_guard(only_the_owner=True))
 
 
 def downgrade() -> None:
     op.execute(DOWNGRADE)
+    op.execute(_audit_log_guard(only_the_owner=False))
