@@ -130,3 +130,32 @@ def test_audit_verify_exits_0_when_intact_and_1_when_tampered(runner, flows, own
         conn.execute(sa.text("update ispflow.audit_log set case_ref = 'OTHER' where id = 1"))
     broken = runner.invoke(commands.audit_group, ["verify"])
     assert broken.exit_code == 1 and "Entry 1 was changed" in broken.output
+
+
+def test_audit_checkpoint_then_verify_names_entries_removed_from_the_end(runner, flows, owner_engine):
+    runner.invoke(commands.search, SEARCH)
+    runner.invoke(commands.search, SEARCH)
+    anchored = runner.invoke(commands.audit_group, ["checkpoint"])
+    assert anchored.exit_code == 0 and "Checkpoint: entry 2" in anchored.output
+    with owner_engine.begin() as conn:
+        conn.execute(sa.text("set local session_replication_role = replica"))
+        conn.execute(sa.text("delete from ispflow.audit_log where id = 2"))
+    broken = runner.invoke(commands.audit_group, ["verify"])
+    assert broken.exit_code == 1
+    assert "Audit log broken (removed-end): Entries were removed from the end" in broken.output
+
+
+def test_audit_verify_checks_a_manifest_given_to_it(runner, flows, owner_engine, tmp_path):
+    import json
+
+    runner.invoke(commands.search, SEARCH)
+    with flows.connect() as conn:
+        head = conn.execute(sa.text("select id, hash from ispflow.audit_log")).one()
+    manifest = tmp_path / "handed-over.manifest.json"
+    manifest.write_text(json.dumps({"audit_head": {"id": head.id, "hash": head.hash}}))
+    assert runner.invoke(commands.audit_group, ["verify", "--manifest", str(manifest)]).exit_code == 0
+    with owner_engine.begin() as conn:
+        conn.execute(sa.text("set local session_replication_role = replica"))
+        conn.execute(sa.text("delete from ispflow.audit_log"))
+    broken = runner.invoke(commands.audit_group, ["verify", "--manifest", str(manifest)])
+    assert broken.exit_code == 1 and "handed-over.manifest.json" in broken.output
