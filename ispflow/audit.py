@@ -255,6 +255,18 @@ def _check_anchors(anchors, hashes, first, newest) -> list[Problem]:
     return problems
 
 
+def unprotected(conn) -> str | None:
+    """Why this connection's role could remove entries unseen by the database's own guards, or None."""
+    role = conn.execute(sa.text(
+        "select current_user as name, rolsuper, has_table_privilege('ispflow.audit_log', 'DELETE') as can_delete, "
+        "pg_has_role(current_user, (select relowner from pg_class where oid = 'ispflow.audit_log'::regclass), "
+        "'USAGE') as owns from pg_roles where rolname = current_user")).one()
+    if role.rolsuper or role.can_delete or role.owns:
+        return (f"ispflow connects as {role.name}, who can delete audit entries and switch off their guard; "
+                "only the anchors would show it. Give ISPFLOW_DATABASE_URL a role of its own (ispflow db upgrade).")
+    return None
+
+
 # --- anchors outside the database ----------------------------------------------------------
 def checkpoint_path(settings: Settings) -> str:
     return os.path.join(settings.STATE_DIR, CHECKPOINT_FILE)

@@ -206,3 +206,10 @@ def test_the_key_is_the_audit_key_or_one_derived_from_the_secret_for_this_purpos
     assert audit.audit_key(Settings(SECRET_KEY="s3cret", AUDIT_KEY="k")) == b"k"
     with pytest.raises(ConfigError, match="ISPFLOW_AUDIT_KEY"):
         audit.audit_key(Settings(SECRET_KEY="", AUDIT_KEY=""))
+
+
+def test_the_app_role_is_protected_and_the_owner_is_reported_as_not(db_engine, owner_engine):
+    with db_engine.connect() as conn:
+        assert audit.unprotected(conn) is None
+    with owner_engine.connect() as conn:
+        assert "can delete audit entries" in audit.unprotected(conn)

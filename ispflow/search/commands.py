@@ -188,6 +188,9 @@ def audit_verify(manifests):
     anchors = audit.anchors_of(settings(), manifests)
     with engine_for(database_url()).connect() as conn:
         result = audit.verify(conn, anchors, key=audit.audit_key(settings()))
+        warning = audit.unprotected(conn)
+    if warning:
+        click.echo(f"ispflow: warning: {warning}", err=True)
     if result.ok:
         click.echo(f"Audit log intact: {result.message}")
         return
