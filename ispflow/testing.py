@@ -1,7 +1,10 @@
 """pytest fixtures for ispflow and for host panels that mount it (a pytest plugin).
 
 Each test session gets its own freshly created database, upgraded by the real migrations,
-and dropped at the end; tests share it and start from empty tables.
+and dropped at the end; tests share it and start from empty tables. Tests connect as the app
+role (``database_url``, ``db_engine``), as the panel, collector and worker do, so its limits
+are exercised everywhere; ``owner_database_url`` and ``owner_engine`` are the schema's owner, for
+retention, schema changes and tests that play an attacker with database access.
 """
 from __future__ import annotations
 
