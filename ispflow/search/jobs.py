@@ -99,8 +99,10 @@ def run_export(export_id: int, settings: Settings | None = None) -> dict:
                 "path = :path, finished_at = :at where id = :id"),
                 {"n": result.rows, "sha": result.sha256, "path": csv_path, "at": finished, "id": export_id})
     except Exception as exc:
-        if os.path.exists(partial):
-            os.remove(partial)
+        # A manifest whose audit entry never committed would be an anchor to nothing.
+        for leftover in (partial, manifest_path):
+            if os.path.exists(leftover):
+                os.remove(leftover)
         with engine.begin() as conn:
             conn.execute(sa.text("update ispflow.exports set state = 'failed', message = :m, finished_at = now() "
                                  "where id = :id"), {"m": f"{type(exc).__name__}: {exc}"[:500], "id": export_id})
