@@ -68,8 +68,8 @@ def subscribers():
         record_lookup(db, actor=user.name, role=user.role, address=address, at=at, found=found)
         db.commit()
         answer = found or False
-    upload = ImportForm.from_request() if not looking_up else ImportForm(formdata=None)
-    if upload.submitted_and_valid():
+    upload = ImportForm(formdata=None) if looking_up else ImportForm.from_request()
+    if not looking_up and upload.submitted_and_valid():
         count = save_assignments(db, upload.rows)
         record_change(db, actor=user.name, role=user.role, action="subscribers.import", rows=count,
                       sha256=upload.sha256, file=upload.file.data.filename)
