@@ -47,4 +47,5 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("collector-liveness", 60, "ispflow.status:check_liveness", timeout=50),
     PeriodicJob("router-clocks", 300, "ispflow.routers.jobs:check_all_routers", timeout=280),
     PeriodicJob("rollups", 300, "ispflow.analytics.rollups:update_rollups", timeout=290, retries=1),
+    PeriodicJob("audit-checkpoint", 3600, "ispflow.audit:checkpoint_job", timeout=300, retries=2),
 ]
