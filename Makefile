@@ -10,3 +10,4 @@ bench: ## benchmarks (on demand, not in CI, ~10 min); figures go to docs/benchma
 	.venv/bin/python bench/indexes.py
 	.venv/bin/python bench/ingest.py --flows 1000000
 	.venv/bin/python bench/search.py
+	.venv/bin/python bench/analytics.py --flows 5000000 --days 30
