@@ -65,6 +65,19 @@ class Settings:
     SPOOL_MAX_BYTES: int = setting(1 << 30, _int, "Upper bound of the spool directory.")
     STATE_DIR: str = setting("/var/lib/ispflow", doc="Collector state kept across restarts (templates).")
     DEBUG: bool = setting(False, _bool, "Flask debug mode for the standalone panel.")
+    GEOIP_COUNTRY_DB: str = setting(
+        "", doc="MMDB file with countries (MaxMind GeoLite2/GeoIP2 Country or City, DB-IP, IPinfo); "
+        "empty: no countries shown. Reopened when the file changes."
+    )
+    GEOIP_ASN_DB: str = setting(
+        "", doc="MMDB file with AS numbers and names (GeoLite2 ASN, DB-IP ASN, IPinfo); may be the country file."
+    )
+    SMTP_HOST: str = setting("", doc="Mail server for alert e-mails; empty: alerts are not e-mailed.")
+    SMTP_PORT: int = setting(25, _int, "Port of the mail server (587 with STARTTLS, 465 for TLS).")
+    SMTP_FROM: str = setting("ispflow@localhost", doc="Sender address of alert e-mails.")
+    SMTP_USER: str = setting("", doc="Login at the mail server; empty: no login.")
+    SMTP_PASSWORD: str = setting("", doc="Password at the mail server.")
+    SMTP_SECURITY: str = setting("none", doc="none, starttls or tls (SMTPS).")
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":

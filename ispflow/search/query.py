@@ -29,7 +29,7 @@ PAGE_SIZE = 100
 _PAGE_COLUMNS = (
     "f.ts_start, f.ts_end, f.src_addr, f.src_port, f.dst_addr, f.dst_port, f.protocol, f.bytes, "
     "f.packets, f.status, f.in_if, f.out_if, f.exporter_id, f.account, f.service, f.direction, "
-    "f.tcp_flags, f.ctid as rid"
+    "f.tcp_flags, f.src_as, f.dst_as, f.ctid as rid"
 )
 
 

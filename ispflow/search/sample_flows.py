@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 FLOW_COLUMNS = ("ts_start", "ts_end", "exporter_id", "src_addr", "dst_addr", "src_port", "dst_port", "protocol",
                 "tcp_flags", "bytes", "packets", "in_if", "out_if", "sampling_rate", "account", "service",
-                "direction", "status")
+                "direction", "status", "src_as", "dst_as")
 NAT_COLUMNS = ("ts", "ts_end", "exporter_id", "event", "protocol", "private_addr", "private_port", "public_addr",
                "public_port", "port_block_start", "port_block_end", "dst_addr", "dst_port", "account", "service")
 
@@ -24,7 +24,8 @@ def flow(ts_start: datetime | str, src: str = "100.64.0.10", dst: str = "93.184.
     row = {"ts_start": ts_start, "ts_end": ts_start + timedelta(seconds=seconds), "exporter_id": 1,
            "src_addr": src, "dst_addr": dst, "src_port": 51000, "dst_port": 443, "protocol": 6,
            "tcp_flags": 27, "bytes": 4200, "packets": 12, "in_if": 2, "out_if": 1, "sampling_rate": 1,
-           "account": None, "service": None, "direction": "out", "status": "success"}
+           "account": None, "service": None, "direction": "out", "status": "success",
+           "src_as": None, "dst_as": None}
     unknown = set(fields) - set(row)
     if unknown:
         raise TypeError(f"unknown flow fields {sorted(unknown)}")
