@@ -18,6 +18,7 @@ from .database import drop_database, engine_for, upgrade
 _TABLES = (
     "flows", "nat_events", "exporters", "collector_heartbeats", "router_jobs", "routers",
     "ip_assignments", "users", "settings", "exports", "storage_samples", "audit_log",
+    "security_windows", "security_findings", "alert_rules", "alerts",
 )
 
 
