@@ -178,6 +178,9 @@ cli.add_command(_search_commands.audit_group)
 from .routers.cli import routers_group  # noqa: E402
 
 cli.add_command(routers_group)
+from .security.commands import findings as _findings_command  # noqa: E402
+
+cli.add_command(_findings_command)
 
 
 def main():
