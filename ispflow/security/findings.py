@@ -106,7 +106,13 @@ def analyse_recent(settings: Settings | None = None) -> str:
         if not load(conn).enabled:
             return "module disabled"
     now = datetime.now(timezone.utc)
-    count = analyse_period(engine, now - CATCH_UP, now, geoip(settings), now=now)
+    with engine.connect() as lock:  # one analysis at a time, should a run outlast the interval
+        if not lock.execute(sa.text("select pg_try_advisory_lock(hashtext('ispflow.security_findings'))")).scalar():
+            return "another analysis is running"
+        try:
+            count = analyse_period(engine, now - CATCH_UP, now, geoip(settings), now=now)
+        finally:
+            lock.execute(sa.text("select pg_advisory_unlock(hashtext('ispflow.security_findings'))"))
     return f"analysed {count} hour(s)"
 
 
