@@ -19,6 +19,7 @@ PAGES = {
     "/netflow/routers/new": {"admin", "technician"},
     "/netflow/security": {"admin", "technician", "compliance"},
     "/netflow/security/settings": {"admin"},
+    "/netflow/alerts": {"admin", "technician"},
 }
 
 
