@@ -51,7 +51,7 @@ select ts, ts + interval '2 s', 1, '100.64.0.0'::inet + sub, '23.0.0.0'::inet + 
        case when g % 8 = 3 then null when g % 40 = 0 then 'failure' else 'success' end
 from (select g, cast(:hour as timestamptz) + (g % 3600) * interval '1 second' as ts,
              (g * 2654435761) % :subscribers as sub, (g * 40503) % 200000 as peer
-      from generate_series(1, :rows) g) s
+      from generate_series(cast(1 as bigint), :rows) g) s
 """
 
 

@@ -6,7 +6,7 @@ time, where they give a case reference before any flow record is shown.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta, timezone
 
 from flask import flash, redirect, render_template, request, url_for
@@ -26,7 +26,7 @@ from ..security.detect import KIND_LABELS, KINDS
 from ..security.findings import coverage, grouped_findings, search_link
 from . import blueprint
 from .access import current_user, menu_entry, roles_required
-from .forms import CSRFForm, QueryForm
+from .forms import CSRFForm, QueryForm, validated_settings
 
 
 class PeriodForm(QueryForm):
@@ -101,17 +101,7 @@ def _entered(form) -> security_settings.SecuritySettings | None:
         if isinstance(f.default, tuple):
             data = tuple(p for p in (data or "").replace(",", " ").split() if p)
         values[f.name] = data
-    for name, value in values.items():
-        if form[name].errors:
-            continue
-        try:
-            replace(security_settings.SecuritySettings(), **{name: value}).validated()
-        except ValueError as exc:
-            message = str(exc).split(": ", 1)[-1]
-            form[name].errors = list(form[name].errors) + [message[0].upper() + message[1:] + "."]
-    if any(form[name].errors for name in values):
-        return None
-    return security_settings.SecuritySettings(**values).validated()
+    return validated_settings(form, security_settings.SecuritySettings, values)
 
 
 @blueprint.route("/security/settings", methods=["GET", "POST"])
