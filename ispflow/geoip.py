@@ -24,6 +24,7 @@ is preferred to the database's, which then only names it when it agrees.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -149,6 +150,16 @@ class _Database:
         except ValueError:  # not an address, or IPv6 in an IPv4-only database
             return None
 
+    def record_and_prefix(self, address: str):
+        """The record of an address and the prefix length it holds for ((None, 0) if unreadable)."""
+        reader = self.reader()
+        if reader is None:
+            return None, 0
+        try:
+            return reader.get_with_prefix_len(address)
+        except ValueError:
+            return None, 0
+
     def description(self) -> str | None:
         reader = self.reader()
         if reader is None:
@@ -195,10 +206,40 @@ class GeoIP:
             asn = int(exporter_as)
         return Origin(country, name, asn, as_name)
 
+    def countries(self, addresses: Iterable) -> dict[str, str | None]:
+        """The country code of many addresses (the detectors' bulk lookup).
+
+        Walks the addresses in numeric order and reuses each answer for the rest of the network
+        the database stored it for, so a busy hour's remote addresses cost about one lookup per
+        network rather than one per address.
+        """
+        keyed = sorted((_numeric(text), text) for text in {str(a) for a in addresses})
+        found: dict[str, str | None] = {text: None for _, text in keyed}
+        for database in self._databases:
+            version, last, country = 0, -1, None
+            for (address_version, value), text in keyed:
+                if found[text] is not None:
+                    continue
+                if address_version != version or value > last:
+                    record, prefix = database.record_and_prefix(text)
+                    bits = 32 if address_version == 4 else 128
+                    size = 1 << (bits - prefix) if prefix else 1
+                    version, last = address_version, value - value % size + size - 1
+                    country = origin_from_record(record).country
+                found[text] = country
+        return found
+
     def lookup_many(self, addresses: Iterable, exporter_as: Mapping | None = None) -> dict[str, Origin]:
         """Origins keyed by the address as text; ``exporter_as`` maps address text to AS number."""
         exporter_as = exporter_as or {}
         return {text: self.lookup(text, exporter_as.get(text)) for text in {str(a) for a in addresses}}
+
+
+def _numeric(text: str) -> tuple[int, int]:
+    """(IP version, the address as a number), for ordering and network arithmetic."""
+    if ":" in text:
+        return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    return 4, int.from_bytes(socket.inet_aton(text), "big")
 
 
 @lru_cache(maxsize=8)

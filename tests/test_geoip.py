@@ -71,3 +71,14 @@ def test_origins_reads_the_files_named_in_the_settings(tmp_path):
     path = write_mmdb(tmp_path / "c.mmdb", {"198.51.100.0/24": maxmind_country("CZ", "Czechia")})
     found = origins(["198.51.100.1", "192.0.2.1"], Settings(GEOIP_COUNTRY_DB=path))
     assert found["198.51.100.1"].country == "CZ" and found["192.0.2.1"].country is None
+
+
+def test_bulk_country_lookup_answers_each_address_of_a_network(tmp_path):
+    path = write_mmdb(tmp_path / "c.mmdb", {"198.51.100.0/25": maxmind_country("CZ", "Czechia"),
+                                             "198.51.100.128/25": maxmind_country("SK", "Slovakia"),
+                                             "2001:db8::/32": maxmind_country("DE", "Germany")})
+    addresses = ["198.51.100.200", "198.51.100.1", "198.51.100.127", "198.51.100.128", "192.0.2.1",
+                 "2001:db8::5", "2001:db9::1"]
+    assert GeoIP(path).countries(addresses) == {
+        "198.51.100.1": "CZ", "198.51.100.127": "CZ", "198.51.100.128": "SK", "198.51.100.200": "SK",
+        "192.0.2.1": None, "2001:db8::5": "DE", "2001:db9::1": None}

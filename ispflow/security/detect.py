@@ -218,11 +218,7 @@ def unexpected_countries(conn, start, end, settings: SecuritySettings, geo: GeoI
         select src_addr from ispflow.flows
         where {_WINDOW} and direction = 'in' and status is distinct from 'failure' group by src_addr
     """), {"start": start, "end": end}).scalars().all()
-    countries = {}
-    for address in remotes:
-        origin = geo.lookup(address)
-        if origin.country in wanted:
-            countries[str(address)] = origin
+    countries = {address: country for address, country in geo.countries(remotes).items() if country in wanted}
     if not countries:
         return []
     rows = conn.execute(sa.text(f"""
@@ -238,14 +234,14 @@ def unexpected_countries(conn, start, end, settings: SecuritySettings, geo: GeoI
     """), {"start": start, "end": end, "remotes": list(countries)}).all()
     groups = defaultdict(list)
     for r in rows:
-        groups[(str(r.local), countries[str(r.remote)].country)].append(r)
+        groups[(str(r.local), countries[str(r.remote)])].append(r)
     found = []
     for (local, country), parts in groups.items():
         flows = sum(p.flows for p in parts)
         if flows < settings.geography_min_flows:
             continue
         parts.sort(key=lambda p: p.bytes, reverse=True)
-        name = countries[str(parts[0].remote)].country_name or country
+        name = geo.lookup(parts[0].remote).country_name or country
         sent = sum(int(p.bytes) for p in parts)
         found.append(Finding(
             "geography", local, flows / settings.geography_min_flows,
