@@ -116,3 +116,27 @@ def test_thresholds_are_validated_with_the_field_named():
     with pytest.raises(ValueError, match="scan_min_targets"):
         security_settings.SecuritySettings(scan_min_targets=0).validated()
     assert security_settings.SecuritySettings(unexpected_countries=(" ru",)).validated().unexpected_countries == ("RU",)
+
+
+def test_findings_past_the_flows_retention_period_are_deleted(db_engine, geo):
+    from ispflow.module_settings import ModuleSettings, save
+    from ispflow.security.findings import purge_expired
+
+    with db_engine.begin() as conn:
+        save(conn, ModuleSettings(retention_flows_months=6))
+    analyse_period(db_engine, t.HOUR - timedelta(days=200), t.HOUR - timedelta(days=200) + timedelta(hours=1), geo,
+                   now=NOW)
+    analyse_period(db_engine, t.HOUR, t.HOUR + timedelta(hours=1), geo, now=NOW)
+    with db_engine.begin() as conn:
+        assert purge_expired(conn, NOW) == 1
+        assert conn.execute(sa.text("select window_start from ispflow.security_windows")).scalars().all() == [t.HOUR]
+
+
+def test_the_periodic_job_analyses_the_settled_hours_of_the_last_day(db_engine, database_url):
+    from ispflow.config import Settings
+    from ispflow.security.findings import analyse_recent
+
+    settings = Settings(DATABASE_URL=database_url)
+    # 12:00 minus a day: 12:00 the day before to 11:00, the last hour to have settled by 12:05
+    assert analyse_recent(settings, now=t.HOUR + timedelta(hours=2, minutes=5)) == "analysed 24 hour(s)"
+    assert analyse_recent(settings, now=t.HOUR + timedelta(hours=2, minutes=6)) == "analysed 0 hour(s)"

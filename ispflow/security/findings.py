@@ -95,22 +95,36 @@ def analyse_period(engine, start: datetime, end: datetime, geo: GeoIP, *, now: d
     return len(hours)
 
 
-def analyse_recent(settings: Settings | None = None) -> str:
-    """Periodic job: analyse the settled hours of the last day that were not analysed yet."""
+def purge_expired(conn, now: datetime) -> int:
+    """Delete findings and alerts older than the flows' retention period: they name addresses
+    and accounts taken from the flows, so they go when the flows do. The caller commits."""
+    from ..module_settings import load, months_before
+
+    before = months_before(now, load(conn).retention_flows_months)
+    conn.execute(sa.text("delete from ispflow.alerts where last_seen < :before"), {"before": before})
+    return conn.execute(sa.text("delete from ispflow.security_windows where window_end <= :before"),
+                        {"before": before}).rowcount
+
+
+def analyse_recent(settings: Settings | None = None, now: datetime | None = None) -> str:
+    """Periodic job: analyse the settled hours of the last day that were not analysed yet, and
+    forget findings and alerts past the retention period."""
     from ..jobs import job_settings
     from ..module_settings import load
 
     settings = settings or job_settings()
     engine = engine_for(settings.DATABASE_URL)
+    now = now or datetime.now(timezone.utc)
+    with engine.begin() as conn:
+        purge_expired(conn, now)
     with engine.connect() as conn:
         if not load(conn).enabled:
             return "module disabled"
-    now = datetime.now(timezone.utc)
     with engine.connect() as lock:  # one analysis at a time, should a run outlast the interval
         if not lock.execute(sa.text("select pg_try_advisory_lock(hashtext('ispflow.security_findings'))")).scalar():
             return "another analysis is running"
         try:
-            count = analyse_period(engine, now - CATCH_UP, now, geoip(settings), now=now)
+            count = analyse_period(engine, floor_hour(now - CATCH_UP), now, geoip(settings), now=now)
         finally:
             lock.execute(sa.text("select pg_advisory_unlock(hashtext('ispflow.security_findings'))"))
     return f"analysed {count} hour(s)"
