@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ispflow.database import drop_database, engine_for, upgrade  # noqa: E402
 from ispflow.geoip import GeoIP  # noqa: E402
-from ispflow.search.sample_flows import flow, insert_flows  # noqa: E402
+from tests.sample_flows import flow, insert_flows  # noqa: E402
 from ispflow.security import settings as security_settings  # noqa: E402
 from ispflow.security.findings import HOUR, analyse_hour, coverage, grouped_findings  # noqa: E402
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
-from ispflow.search.sample_flows import flow
+from tests.sample_flows import flow
 
 HOUR = datetime(2026, 1, 10, 10, tzinfo=timezone.utc)
 

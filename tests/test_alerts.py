@@ -9,7 +9,7 @@ from ispflow.alerts.commands import alerts_group
 from ispflow.alerts.rules import RuleError, parse_rule, save_rule
 from ispflow.alerts.service import evaluate_rules
 from ispflow.config import Settings
-from ispflow.search.sample_flows import flow, insert_exporter, insert_flows
+from tests.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.signals import alert_raised
 
 from .alert_receivers import SMTPServer, WebhookReceiver, free_port

@@ -1,5 +1,4 @@
 """The alerts page: rules and history for admins and technicians; admins manage rules."""
-import re
 
 import sqlalchemy as sa
 

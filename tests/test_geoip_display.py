@@ -3,7 +3,7 @@ import pytest
 import sqlalchemy as sa
 
 from ispflow.search import commands
-from ispflow.search.sample_flows import flow, insert_flows
+from tests.sample_flows import flow, insert_flows
 from ispflow.testing import csrf_token
 
 from .mmdb_files import maxmind_asn, maxmind_country, write_mmdb

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from ispflow.geoip import GeoIP
-from ispflow.search.sample_flows import insert_flows
+from tests.sample_flows import insert_flows
 from ispflow.security import settings as security_settings
 from ispflow.security.commands import findings
 from ispflow.security.findings import analyse_period

@@ -9,20 +9,18 @@ slow scan) is one row of the view, with the number of hours and its highest scor
 """
 from __future__ import annotations
 
-import json
-import logging
 import time
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from .. import tables
 from ..config import Settings
 from ..database import engine_for
 from ..geoip import GeoIP, geoip
 from . import settings as security_settings
 from .detect import KINDS, Finding, detect_all
 
-log = logging.getLogger(__name__)
 
 HOUR = timedelta(hours=1)
 # How long after an hour ends its flows are taken as complete (the exporters' active timeout
@@ -60,20 +58,15 @@ def analyse_hour(conn, hour: datetime, settings: security_settings.SecuritySetti
     started = time.monotonic()
     end = hour + HOUR
     found = detect_all(conn, hour, end, settings, geo)
-    conn.execute(sa.text("delete from ispflow.security_windows where window_start = :start"), {"start": hour})
-    conn.execute(sa.text(
-        "insert into ispflow.security_windows (window_start, window_end, findings, seconds) "
-        "values (:start, :end, :count, :seconds)"
-    ), {"start": hour, "end": end, "count": len(found), "seconds": time.monotonic() - started})
+    windows, findings = tables.security_windows, tables.security_findings
+    conn.execute(sa.delete(windows).where(windows.c.window_start == hour))
+    conn.execute(sa.insert(windows).values(window_start=hour, window_end=end, findings=len(found),
+                                           seconds=time.monotonic() - started))
     if found:
-        conn.execute(sa.text(
-            "insert into ispflow.security_findings (kind, window_start, window_end, subject, peer, port, account, "
-            "label, score, summary, evidence, first_seen, last_seen) values (:kind, :start, :end, :subject, :peer, "
-            ":port, :account, :label, :score, :summary, cast(:evidence as jsonb), :first_seen, :last_seen)"
-        ), [{"kind": f.kind, "start": hour, "end": end, "subject": f.subject, "peer": f.peer, "port": f.port,
-             "account": f.account, "label": f.label, "score": f.score, "summary": f.summary,
-             "evidence": json.dumps(f.evidence), "first_seen": f.first_seen, "last_seen": f.last_seen}
-            for f in found])
+        conn.execute(sa.insert(findings), [
+            {"kind": f.kind, "window_start": hour, "window_end": end, "subject": f.subject, "peer": f.peer,
+             "port": f.port, "account": f.account, "label": f.label, "score": f.score, "summary": f.summary,
+             "evidence": f.evidence, "first_seen": f.first_seen, "last_seen": f.last_seen} for f in found])
     return found
 
 

@@ -1,13 +1,13 @@
 """Security findings (per analysed hour) and alert rules with their history.
 
 Revision ID: security_findings_alerts
-Revises: 0001
+Revises: schema_post_nat
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = "security_findings_alerts"
-down_revision = "0001"
+down_revision = "schema_post_nat"
 branch_labels = None
 depends_on = None
 
