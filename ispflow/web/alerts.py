@@ -78,7 +78,10 @@ def alerts():
                            parameter_labels=PARAMETER_LABELS), status
 
 
-def _rule_or_404(rule_id: int):
+def _posted_rule(rule_id: int):
+    """The rule a button was pressed for: 400 without the form's CSRF token, 404 if unknown."""
+    if not ActionForm.from_request().validate():
+        abort(400)
     with _engine().connect() as conn:
         rule = next((r for r in all_rules(conn) if r.id == rule_id), None)
     if rule is None:
@@ -89,9 +92,7 @@ def _rule_or_404(rule_id: int):
 @blueprint.route("/alerts/<int:rule_id>/test", methods=["POST"])
 @roles_required(ADMIN)
 def alert_rule_test(rule_id):
-    if not ActionForm.from_request().validate():
-        abort(400)
-    rule = _rule_or_404(rule_id)
+    rule = _posted_rule(rule_id)
     outcome = test_rule(settings(), rule)
     failed = any(v.startswith("failed") for v in outcome.values())
     flash(f"Test of {rule.name}: " + "; ".join(f"{k} {v}" for k, v in outcome.items()),
@@ -102,9 +103,7 @@ def alert_rule_test(rule_id):
 @blueprint.route("/alerts/<int:rule_id>/delete", methods=["POST"])
 @roles_required(ADMIN)
 def alert_rule_delete(rule_id):
-    if not ActionForm.from_request().validate():
-        abort(400)
-    rule = _rule_or_404(rule_id)
+    rule = _posted_rule(rule_id)
     user = current_user()
     with _engine().begin() as conn:
         delete_rule(conn, rule_id)
