@@ -1,13 +1,13 @@
 """Security findings (per analysed hour) and alert rules with their history.
 
 Revision ID: security_findings_alerts
-Revises: schema_post_nat
+Revises: audit_keyed_chain
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = "security_findings_alerts"
-down_revision = "schema_post_nat"
+down_revision = "audit_keyed_chain"
 branch_labels = None
 depends_on = None
 
