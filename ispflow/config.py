@@ -35,6 +35,13 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
 
 
+def _smtp_security(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in {"none", "starttls", "tls"}:
+        raise ValueError(f"expected none, starttls or tls, got {value!r}")
+    return lowered
+
+
 def setting(default, parse=_str, doc=""):
     return field(default=default, metadata={"parse": parse, "doc": doc})
 
@@ -89,7 +96,7 @@ class Settings:
     SMTP_FROM: str = setting("ispflow@localhost", doc="Sender address of alert e-mails.")
     SMTP_USER: str = setting("", doc="Login at the mail server; empty: no login.")
     SMTP_PASSWORD: str = setting("", doc="Password at the mail server.")
-    SMTP_SECURITY: str = setting("none", doc="none, starttls or tls (SMTPS).")
+    SMTP_SECURITY: str = setting("none", _smtp_security, "none, starttls or tls (SMTPS).")
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":

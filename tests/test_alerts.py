@@ -214,3 +214,10 @@ def test_cli_test_of_an_unknown_rule_fails_with_one_sentence(runner, db_engine):
 def test_cli_rejects_a_parameter_of_another_kind(runner, db_engine):
     result = runner.invoke(alerts_group, ["add", "x", "--kind", "exporter_silent", "--param", "ifindex=3"])
     assert result.exit_code == 2 and "KEY one of minutes" in result.output
+
+
+def test_an_unknown_smtp_security_mode_is_refused_at_start():
+    from ispflow.config import ConfigError
+
+    with pytest.raises(ConfigError, match="ISPFLOW_SMTP_SECURITY is not valid .*none, starttls or tls"):
+        Settings.from_env({"ISPFLOW_SMTP_SECURITY": "ssl"})
