@@ -9,7 +9,7 @@ from .decode_helpers import EXPORT, drained
 
 ROUTER = "192.0.2.9"
 FLOWS = synthetic.generate_flows(5, seed=4)
-LIMITS = Limits(domains_per_exporter=2, templates_per_domain=3, fields_per_template=20)
+LIMITS = Limits(domains_per_exporter=2, templates_per_domain=3, fields_per_template=20, fields_per_exporter=60)
 
 
 def junk_template(tid, fields=4):
@@ -62,4 +62,15 @@ def test_a_withdrawn_template_frees_its_place():
     decoder.feed(exporter.packet([exporter.withdrawal_set(400), exporter.template_set(synthetic.IPFIX_IPV4),
                                   exporter.data_set(synthetic.IPFIX_IPV4, FLOWS, EXPORT)], EXPORT), ROUTER, EXPORT)
     assert len(drained(decoder)[0]) == len(FLOWS)
+    assert not decoder.take_dropped()
+
+
+def test_templates_over_the_field_budget_of_an_exporter_are_refused_and_withdrawals_give_it_back():
+    decoder = FlowDecoder(limits=LIMITS)
+    one, two = Exporter(10, domain=1), Exporter(10, domain=2)
+    decoder.feed(one.packet([one.template_set(junk_template(400, 20), junk_template(401, 20))], EXPORT), ROUTER, EXPORT)
+    decoder.feed(two.packet([two.template_set(junk_template(400, 20), junk_template(401, 20))], EXPORT), ROUTER, EXPORT)
+    assert decoder.take_dropped() == {(ROUTER, "refused_templates"): 1}
+    decoder.feed(one.packet([one.withdrawal_set(400), one.withdrawal_set(401)], EXPORT), ROUTER, EXPORT)
+    decoder.feed(two.packet([two.template_set(junk_template(401, 20))], EXPORT), ROUTER, EXPORT)
     assert not decoder.take_dropped()

@@ -109,13 +109,15 @@ class Limits:
     """Caps on what one exporter can make the decoder remember (templates are the costly part).
 
     The defaults hold every real exporter we know of (the largest templates seen have ~100
-    fields, the most templates per domain a few dozen) and keep one exporter's templates
-    under ~100 MB whatever it sends.
+    fields, the most templates per domain a few dozen). A template costs ~200 bytes per field
+    (measured: docs/benchmarks.md), so ``fields_per_exporter`` keeps one exporter's templates
+    near 20 MB whatever it sends; the other caps keep the bookkeeping per domain small.
     """
 
     domains_per_exporter: int = 16
     templates_per_domain: int = 256
     fields_per_template: int = 256
+    fields_per_exporter: int = 100_000
 
 
 class StateLimit(DecodeError):
@@ -204,6 +206,7 @@ class FlowDecoder:
         self._exporter_index: dict[str, int] = {}
         self._domains: dict[tuple, _Domain] = {}
         self._domain_counts: Counter = Counter()  # per exporter address
+        self._field_counts: Counter = Counter()   # template fields remembered, per exporter address
         self._dropped: Counter = Counter()        # (exporter address, reason) -> records/templates/packets
         self._domain_list: list[_Domain] = []
         self._layouts: dict[tuple, Layout] = {}
@@ -526,12 +529,15 @@ class FlowDecoder:
         if len(template.fields) > self.limits.fields_per_template:
             self._dropped[(domain.key[0], "refused_templates_too_long")] += 1
             return 0
-        if (template.template_id not in domain.templates
-                and len(domain.templates) >= self.limits.templates_per_domain):
+        old = domain.templates.get(template.template_id)
+        growth = len(template.fields) - (len(old[0].fields) if old else 0)
+        if ((old is None and len(domain.templates) >= self.limits.templates_per_domain)
+                or self._field_counts[domain.key[0]] + growth > self.limits.fields_per_exporter):
             self._dropped[(domain.key[0], "refused_templates")] += 1
             return 0
         layout = None if template.options else self._layout(template.fields)
         domain.templates[template.template_id] = (template, layout)
+        self._field_counts[domain.key[0]] += growth
         held = domain.pending.pop(template.template_id, None)
         if not held:
             return 0
@@ -551,10 +557,12 @@ class FlowDecoder:
 
     def _withdraw(self, domain, withdrawal: Withdrawal) -> None:
         if withdrawal.template_id is not None:
-            domain.templates.pop(withdrawal.template_id, None)
-            return
-        for tid in [t for t, (template, _) in domain.templates.items() if template.options == withdrawal.options]:
-            del domain.templates[tid]
+            tids = [withdrawal.template_id] if withdrawal.template_id in domain.templates else []
+        else:
+            tids = [t for t, (template, _) in domain.templates.items() if template.options == withdrawal.options]
+        for tid in tids:
+            template, _ = domain.templates.pop(tid)
+            self._field_counts[domain.key[0]] -= len(template.fields)
 
     def _hold(self, domain, tid, body, context, received_at) -> None:
         key = (domain.index, tid)

@@ -247,13 +247,18 @@ class Collector:
     def _drain(self) -> None:
         with self._decoder_lock:
             flows, nat = self.decoder.drain()
-            dropped = self.decoder.take_dropped()
-        for (exporter, reason), count in dropped.items():
-            self.exporters.dropped(exporter, reason, count)
+        self._collect_dropped()
         if len(flows):
             self._enqueue(enrich(flows, self.directory))
         if len(nat):
             self._enqueue(nat)
+
+    def _collect_dropped(self) -> None:
+        """Move the decoder's refusals to the exporters' counters (at each drain and heartbeat)."""
+        with self._decoder_lock:
+            dropped = self.decoder.take_dropped()
+        for (exporter, reason), count in dropped.items():
+            self.exporters.dropped(exporter, reason, count)
 
     def _enqueue(self, item) -> None:
         try:
@@ -370,6 +375,7 @@ class Collector:
             conn.close()
 
     def _heartbeat(self) -> None:
+        self._collect_dropped()
         with self._counter_lock:
             open_sockets = [s for s in self.sockets if s.fileno() >= 0]
             if open_sockets:
