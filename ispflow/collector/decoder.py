@@ -442,8 +442,8 @@ class FlowDecoder:
         try:
             while end - pos >= 4:
                 set_id, length = _SET_HEADER.unpack_from(packet, pos)
-                if length == 0 and not any(packet[pos + 4:end]) or set_id == length == 0 and not any(packet[pos:end]):
-                    pos = end  # padding: an empty set header, or zeros, to the end of the message
+                if length == 0 and not any(packet[pos + 4:end]):
+                    pos = end  # padding: zeros, or an empty set header then zeros, to the end of the message
                     break
                 if length < 4:
                     raise DecodeError(f"set {set_id} has length {length}, less than its own header")
