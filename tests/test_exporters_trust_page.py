@@ -58,3 +58,12 @@ def test_trusting_without_the_csrf_token_changes_nothing(auth, client, db_engine
     auth.login("admin")
     client.post("/netflow/status/exporters", data={"address": "192.0.2.44", "trusted": "yes"})
     assert trusted(db_engine) is False
+
+
+def test_the_flows_check_names_recent_untrusted_senders(auth, client, db_engine):
+    seen(db_engine)
+    with db_engine.begin() as conn:
+        conn.execute(sa.text("update ispflow.exporters set last_seen = now()"))
+    auth.login("admin")
+    page = client.get("/netflow/status").get_data(as_text=True)
+    assert "1 sender(s) (192.0.2.44) sent packets that were dropped because they are not trusted exporters." in page
