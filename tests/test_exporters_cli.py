@@ -44,3 +44,8 @@ def test_a_bad_address_is_one_sentence(runner, db_engine):
     result = runner.invoke(exporters_trust, ["router-1"])
     assert result.exit_code != 0 and "'router-1' is not an IP address." in result.output
     assert audit(db_engine) == []
+
+
+def test_an_ipv4_mapped_address_is_trusted_as_the_ipv4_address_the_collector_sees(runner, db_engine):
+    assert "Trusted 192.0.2.5" in runner.invoke(exporters_trust, ["::ffff:192.0.2.5"]).output
+    assert "192.0.2.5 " in runner.invoke(exporters_list).output

@@ -198,7 +198,7 @@ class Collector:
             if exporter in self._untrusted or len(self._untrusted) < _MAX_UNTRUSTED:
                 self._untrusted.add(exporter)
                 self.exporters.dropped(exporter, "untrusted_packets", 1, received_at)
-            self._errors.warning("untrusted " + exporter, "dropped a packet from %s: not a trusted exporter "
+            self._errors.warning("untrusted", "dropped a packet from %s: not a trusted exporter "
                                  "(ispflow exporters trust %s)", exporter, exporter)
             return 0
         try:
@@ -229,7 +229,11 @@ class Collector:
         if known is None:
             if len(self._canonical) > 100_000:  # spoofed sources must not grow it forever
                 self._canonical.clear()
-            known = self._canonical[address] = trust.canonical(address)
+            try:
+                known = trust.canonical(address)
+            except ValueError:  # e.g. an IPv6 scope the database cannot hold: never trusted
+                known = address
+            self._canonical[address] = known
         return known
 
     def _trusted(self, exporter: str) -> bool:

@@ -18,8 +18,9 @@ from .. import audit
 
 
 def canonical(address: str) -> str:
-    """The address as the collector sees senders (IPv4-mapped IPv6 as IPv4); ValueError if none."""
-    parsed = ipaddress.ip_address(str(address).strip())
+    """The address as the collector sees senders (IPv4-mapped IPv6 as IPv4, no IPv6 scope, which
+    PostgreSQL's inet cannot hold); ValueError if none."""
+    parsed = ipaddress.ip_address(str(address).strip().split("%", 1)[0])
     if parsed.version == 6 and parsed.ipv4_mapped is not None:
         parsed = parsed.ipv4_mapped
     return str(parsed)
