@@ -102,6 +102,8 @@ class Collector:
         self.stopping = threading.Event()
         self.database_up = threading.Event()
         self.listening = threading.Event()  # set while notifications are being received
+        self._directory_ready = threading.Event()  # cleared while a notified directory change loads
+        self._directory_ready.set()
         self._spool_lock = threading.Lock()  # writers vs replay: order of stored batches
         self._threads: list[threading.Thread] = []
         self._errors = RateLimitedLog()
@@ -231,7 +233,7 @@ class Collector:
                 self._canonical.clear()
             try:
                 known = trust.canonical(address)
-            except ValueError:  # e.g. an IPv6 scope the database cannot hold: never trusted
+            except ValueError:  # not an IP address (sockets give none such): never trusted
                 known = address
             self._canonical[address] = known
         return known
@@ -253,6 +255,9 @@ class Collector:
             flows, nat = self.decoder.drain()
         self._collect_dropped()
         if len(flows):
+            # Flows received after a directory change was committed and notified are attributed
+            # with the new directory: wait for a reload under way (the socket buffer holds meanwhile).
+            self._directory_ready.wait(10)
             self._enqueue(enrich(flows, self.directory))
         if len(nat):
             self._enqueue(nat)
@@ -438,7 +443,11 @@ class Collector:
                 if "exporters" in kinds:
                     self._reload_trust()
                 if "directory" in kinds:
-                    self._refresh_directory()
+                    self._directory_ready.clear()
+                    try:
+                        self._refresh_directory()
+                    finally:
+                        self._directory_ready.set()
         finally:
             self.listening.clear()
             if conn is not None:
