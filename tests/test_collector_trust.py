@@ -1,11 +1,14 @@
 """Only trusted exporters' flows are stored; trust and directory changes reach a running collector at once."""
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from ispflow.cli import subscribers_import
 from ispflow.collector import synthetic, trust
+from ispflow.database import engine_for
 from ispflow.testing import RunningCollector
 
 from .netflow_tools import send
+from .tcp_proxy import TcpProxy
 from .test_collector_runtime import T0, count, flows, v9_packets, wait_until
 
 
@@ -138,3 +141,25 @@ def test_a_flood_of_templates_is_refused_past_the_cap_and_the_exporters_flows_ar
     cap = collector.decoder.limits.templates_per_domain
     assert wait_until(lambda: exporter_row(db_engine)["dropped"].get("refused_templates") == 1000 - cap)
     assert exporter_row(db_engine)["decode_errors"] == 0
+
+
+def test_a_collector_started_while_the_database_is_down_keeps_the_last_known_trust(
+        database_url, db_engine, tmp_path):
+    first = started(database_url, tmp_path, trusted=("127.0.0.1",))
+    first.stop()
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host, url.port or 5432)
+    through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    proxy.cut()
+    running = RunningCollector(through_proxy, tmp_path)
+    running.start(trusted=())
+    try:
+        send(v9_packets(flows(30)), running.ports()[0])
+        assert wait_until(lambda: len(running.spool) > 0), "nothing was spooled"
+        assert running.counters["untrusted_packets"] == 0
+        proxy.restore()
+        assert len(running.wait_for_flows(db_engine, 30, timeout=30)) == 30
+    finally:
+        running.stop()
+        proxy.close()
+        engine_for(through_proxy).dispose()
