@@ -22,10 +22,13 @@ import random
 import struct
 import sys
 import traceback
+from pathlib import Path
 
-from ispflow.collector import synthetic
-from ispflow.collector.decoder import DecodeError, FlowDecoder
-from ispflow.collector.synthetic import Exporter, TemplateSpec
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ispflow.collector.decoder import DecodeError, FlowDecoder  # noqa: E402
+from tests import synthetic  # noqa: E402
+from tests.synthetic import Exporter, TemplateSpec  # noqa: E402
 
 EXPORT = 1_767_225_900.0
 EXTREMES = (0, 1, 2, 3, 4, 5, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFE, 0xFFFF)

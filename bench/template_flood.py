@@ -26,9 +26,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ispflow.collector import synthetic
-from ispflow.collector.synthetic import Exporter
-from ispflow.database import drop_database, engine_for, upgrade
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ispflow.database import drop_database, engine_for, upgrade  # noqa: E402
+from tests import synthetic  # noqa: E402
+from tests.synthetic import Exporter  # noqa: E402
 
 EXPORT = 1_767_225_900.0
 

@@ -3,7 +3,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from ispflow.cli import subscribers_import
-from ispflow.collector import synthetic, trust
+from ispflow.collector import trust
+from tests import synthetic
 from ispflow.database import engine_for
 from ispflow.testing import RunningCollector
 

@@ -4,8 +4,8 @@ import struct
 import pytest
 import sqlalchemy as sa
 
-from ispflow.collector import synthetic
-from ispflow.collector.synthetic import Exporter
+from tests import synthetic
+from tests.synthetic import Exporter
 
 from .netflow_tools import send
 from .test_collector_runtime import T0, count, flows, wait_until

@@ -1,9 +1,9 @@
 """Bounded decoder state: what one exporter can make the decoder remember is capped and counted."""
 import pytest
 
-from ispflow.collector import synthetic
+from tests import synthetic
 from ispflow.collector.decoder import FlowDecoder, Limits, StateLimit
-from ispflow.collector.synthetic import Exporter, TemplateSpec
+from tests.synthetic import Exporter, TemplateSpec
 
 from .decode_helpers import EXPORT, drained
 

@@ -43,7 +43,8 @@ from . import trust
 from .decoder import DecodeError, FlowDecoder, StateLimit
 from .enrich import EnrichedFlows, enrich
 from .exporters import ExporterRegistry
-from .sockets import kernel_drops, open_udp, parse_listen, receive_buffer
+from ..endpoints import parse_endpoint
+from .sockets import kernel_drops, open_udp, receive_buffer
 from .spool import Spool
 from .writer import copy_flows, copy_nat, encode, encode_nat
 
@@ -78,7 +79,7 @@ class Collector:
                  name: str | None = None, trust_first: bool = False):
         self.database_url = database_url
         self.dsn = psycopg2_dsn(database_url)
-        self.listen = [parse_listen(value) for value in listen]
+        self.listen = [parse_endpoint(value, listen=True) for value in listen]
         self.spool = Spool(spool_dir, spool_max_bytes)
         self.state_path = Path(state_dir) / "templates.json"
         self.trust_path = Path(state_dir) / "trusted.json"  # the last known trusted set, for a start without database

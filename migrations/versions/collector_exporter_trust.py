@@ -10,12 +10,12 @@ subscriber directory, the module settings, exporter trust or the routers change;
 LISTEN and reload within a second instead of at their next periodic refresh.
 
 Revision ID: collector_exporter_trust
-Revises: 0001
+Revises: schema_post_nat
 """
 from alembic import op
 
 revision = "collector_exporter_trust"
-down_revision = "0001"
+down_revision = "schema_post_nat"
 branch_labels = None
 depends_on = None
 
