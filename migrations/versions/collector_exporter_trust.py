@@ -10,12 +10,12 @@ subscriber directory, the module settings, exporter trust or the routers change;
 LISTEN and reload within a second instead of at their next periodic refresh.
 
 Revision ID: collector_exporter_trust
-Revises: schema_post_nat
+Revises: audit_keyed_chain
 """
 from alembic import op
 
 revision = "collector_exporter_trust"
-down_revision = "schema_post_nat"
+down_revision = "audit_keyed_chain"
 branch_labels = None
 depends_on = None
 
