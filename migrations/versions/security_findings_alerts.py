@@ -1,13 +1,13 @@
 """Security findings (per analysed hour) and alert rules with their history.
 
 Revision ID: security_findings_alerts
-Revises: audit_keyed_chain
+Revises: collector_exporter_trust
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = "security_findings_alerts"
-down_revision = "audit_keyed_chain"
+down_revision = "collector_exporter_trust"
 branch_labels = None
 depends_on = None
 
