@@ -193,9 +193,10 @@ def subscribers_who(address, moment, case_ref):
 
 
 # --- the features' command groups, one line each ------------------------------------------
-from .collector.cli import collector_command  # noqa: E402
+from .collector.cli import collector_command, exporters_group  # noqa: E402
 
 cli.add_command(collector_command)
+cli.add_command(exporters_group)
 from .retention.commands import COMMANDS as _retention_commands  # noqa: E402  (worker, status, retention, storage)
 
 for _command in _retention_commands:
@@ -211,6 +212,12 @@ cli.add_command(routers_group)
 from .analytics.commands import report_group  # noqa: E402
 
 cli.add_command(report_group)
+from .security.commands import findings as _findings_command  # noqa: E402
+
+cli.add_command(_findings_command)
+from .alerts.commands import alerts_group  # noqa: E402
+
+cli.add_command(alerts_group)
 
 
 def main():

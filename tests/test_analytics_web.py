@@ -59,8 +59,8 @@ def test_technicians_get_graphs_but_no_flow_records_from_top_rows(auth, client, 
 
 def test_the_search_form_is_filled_in_from_a_drill_down_link(auth, client):
     auth.login("compliance")
-    page = client.get("/netflow/search", query_string={"ip": "203.0.113.5", "date_from": "2026-03-02T00:00:00+00:00",
-                                                       "date_to": "2026-03-02T06:00:00+00:00"}).get_data(as_text=True)
+    page = client.get("/netflow/search", query_string={"ip": "203.0.113.5", "from": "2026-03-02T00:00:00+00:00",
+                                                       "to": "2026-03-02T06:00:00+00:00"}).get_data(as_text=True)
     assert 'value="203.0.113.5"' in page and 'value="2026-03-02T00:00:00+00:00"' in page
 
 

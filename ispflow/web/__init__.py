@@ -10,4 +10,4 @@ blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("isp
 
 # Views register on the blueprint when their module is imported.
 from . import access, overview, subscribers  # noqa: E402,F401
-from . import analytics, audit, routers, search, settings, status, storage  # noqa: E402,F401
+from . import alerts, analytics, audit, exporters, routers, search, security, settings, status, storage  # noqa: E402,F401

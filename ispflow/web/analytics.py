@@ -241,7 +241,7 @@ def _drill_down(result, row, user, period_name: str) -> list[dict]:
     if result.by == "subscriber":
         links.append({"label": "graph", "href": url_for(".traffic", kind="account", value=row.key[0], **timing)})
     if user.role == COMPLIANCE:
-        search = {"date_from": result.start.isoformat(), "date_to": result.end.isoformat()}
+        search = {"from": result.start.isoformat(), "to": result.end.isoformat()}
         if addresses:
             search["ip"] = addresses[0]
             if len(addresses) == 2:
