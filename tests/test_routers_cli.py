@@ -107,3 +107,21 @@ def test_the_console_command_checks_a_cisco_router(database_url, db_engine, cisc
     checked = subprocess.run([ISPFLOW, "routers", "check", "xe-1"], capture_output=True, text=True, env=env, timeout=60)
     assert checked.returncode == 1, checked.stderr
     assert "NTP is not enabled" in checked.stdout
+
+
+def test_add_accepts_every_vendor_of_the_driver_registry(runner):
+    from ispflow.routers.base import DRIVERS, register
+    from ispflow.routers.mikrotik import MikroTikDriver
+
+    @register
+    class Registered(MikroTikDriver):
+        vendor = "registered_late"
+        label = "Registered after the CLI was imported"
+
+    try:
+        result = runner.invoke(routers_add, ["late-1", "--vendor", "registered_late", "--host", "192.0.2.1",
+                                             "--username", "u"], input="a-password\n")
+    finally:
+        DRIVERS.pop("registered_late")
+    assert "Invalid value for '--vendor'" not in result.output
+    assert result.exit_code == 0, result.output

@@ -12,7 +12,8 @@ from .fakes.fixtures import ENCRYPTION_KEY, TIMEOUT_S
 from ispflow.config import Settings
 from ispflow.database import engine_for
 from ispflow.roles import ROLES
-from ispflow.routers import service
+from ispflow.routers import actions, inventory, runs, status
+from ispflow.routers.validation import InvalidRouter
 from ispflow.routers.crypto import decrypt
 from ispflow.routers.models import Router, RouterJob
 from ispflow.testing import csrf_token
@@ -27,7 +28,7 @@ def make_router(database_url, port=8728, **overrides) -> int:
                   password=PASSWORD, collector="192.0.2.10:2055", timeout_s=TIMEOUT_S)
     values.update(overrides)
     with Session(engine_for(database_url)) as db:
-        router = service.add_router(db, settings, **values)
+        router = inventory.add_router(db, settings, **values)
         db.commit()
         return router.id
 
@@ -50,7 +51,7 @@ def run_worker(redis_conn, monkeypatch, database_url, redis_url):
 def test_router_pages_by_role(auth, client, database_url, role):
     router_id = make_router(database_url)
     with Session(engine_for(database_url)) as db:
-        job = service.create_job(db, db.get(Router, router_id), "check")
+        job = runs.create_job(db, db.get(Router, router_id), "check")
         db.commit()
         job_id = job.id
     auth.login(role)

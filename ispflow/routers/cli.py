@@ -12,7 +12,12 @@ from flask.cli import with_appcontext
 
 from ..config import ConfigError
 from ..extension import db, settings
-from . import service
+from .base import RouterError, driver_for, vendors
+from .inventory import add_router, find_router, spec_for
+from .models import RouterJob
+from .runs import JobRefused, create_job, run_job
+from .status import clock_trusted, router_statuses
+from .validation import InvalidRouter
 
 
 def fail(message: str):
@@ -22,13 +27,28 @@ def fail(message: str):
     cli_fail(message)
 
 
+class VendorChoice(click.Choice):
+    """The vendors of the driver registry, read when the option is parsed (drivers may register late)."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        return tuple(vendors())
+
+    @choices.setter
+    def choices(self, _ignored):
+        pass
+
+
 @click.group("routers")
 def routers_group():
     """Routers that export NetFlow to ispflow: add, provision, check, remove."""
 
 
 def _router(name: str):
-    router = service.find_router(db.session, name)
+    router = find_router(db.session, name)
     if router is None:
         fail(f"no router is named {name!r}; see `ispflow routers list`.")
     return router
@@ -36,7 +56,7 @@ def _router(name: str):
 
 @routers_group.command("add")
 @click.argument("name")
-@click.option("--vendor", required=True, type=click.Choice(["mikrotik", "cisco_ios", "cisco_xe", "cisco_nxos"]))
+@click.option("--vendor", required=True, type=VendorChoice())
 @click.option("--host", required=True, help="Address the router is managed at.")
 @click.option("--port", type=int, help="API / SSH port (default 8728, 8729 with --api-ssl, 22 for SSH).")
 @click.option("--username", required=True)
@@ -52,12 +72,12 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
     """Add a router; its password is read from standard input."""
     password = sys.stdin.readline().rstrip("\r\n")
     try:
-        router = service.add_router(
+        router = add_router(
             db.session, settings(), name=name, vendor=vendor, host=host, port=port, username=username,
             password=password, use_tls=api_ssl, interfaces=interfaces, netflow_version=netflow_version,
             collector=collector, source_interface=source_interface, timeout_s=timeout_s,
         )
-    except service.InvalidRouter as exc:
+    except InvalidRouter as exc:
         fail(f"--{exc.field.replace('_', '-')}: {exc}" if exc.field != "password" else f"{exc} (on standard input)")
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
@@ -69,7 +89,7 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
 @with_appcontext
 def routers_list():
     """List routers with their export and clock state."""
-    rows = service.router_statuses(db.session)
+    rows = router_statuses(db.session)
     if not rows:
         click.echo("No routers.")
         return
@@ -84,16 +104,16 @@ def routers_list():
                    f"{'yes' if r.verified else 'no':<8} {ntp:<6} {skew:>8} {'yes' if row.exporting else 'no'}")
 
 
-def _run(name: str, action: str) -> service.RouterJob:
+def _run(name: str, action: str) -> RouterJob:
     router = _router(name)
     try:
-        job = service.create_job(db.session, router, action, requested_by="cli")
-    except service.JobRefused as exc:
+        job = create_job(db.session, router, action, requested_by="cli")
+    except JobRefused as exc:
         fail(str(exc).rstrip("."))
     db.session.commit()
     url = settings().DATABASE_URL
     try:
-        done = service.run_job(url, settings(), job.id, echo=click.echo)
+        done = run_job(url, settings(), job.id, echo=click.echo)
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
     db.session.expire_all()
@@ -107,11 +127,9 @@ def _run(name: str, action: str) -> service.RouterJob:
 def routers_provision(name, dry_run):
     """Configure the router to export NetFlow to ispflow's collector, then verify it."""
     if dry_run:
-        from .base import RouterError, driver_for
-
         router = _router(name)
         try:
-            with driver_for(router.vendor)(service.spec_for(router, settings())) as driver:
+            with driver_for(router.vendor)(spec_for(router, settings())) as driver:
                 commands = driver.plan()
         except (RouterError, ConfigError) as exc:
             fail(str(exc).rstrip("."))
@@ -136,7 +154,7 @@ def routers_check(name):
         fail(job.message.rstrip("."))
     router = _router(name)
     click.echo(job.message)
-    if not service.clock_trusted(router.ntp_synced, router.clock_skew_s):
+    if not clock_trusted(router.ntp_synced, router.clock_skew_s):
         sys.exit(1)
 
 

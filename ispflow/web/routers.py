@@ -14,7 +14,10 @@ from wtforms.validators import InputRequired, NumberRange, Optional
 from ..config import ConfigError
 from ..extension import session, settings
 from ..roles import ADMIN, TECHNICIAN
-from ..routers import service
+from ..routers.inventory import add_router, collector_of, preview, update_router
+from ..routers.runs import JobRefused
+from ..routers.status import router_statuses
+from ..routers.validation import InvalidRouter
 from ..routers.base import driver_for, vendors
 from ..routers.jobs import enqueue
 from ..routers.models import Router, RouterJob
@@ -53,7 +56,7 @@ class RouterForm(CSRFForm):
     def values(self) -> dict:
         return {name: getattr(self, name).data for name in FIELDS}
 
-    def explain(self, exc: service.InvalidRouter) -> None:
+    def explain(self, exc: InvalidRouter) -> None:
         field = getattr(self, exc.field, None)
         if field is None:
             flash(str(exc), "error")
@@ -72,7 +75,7 @@ def _router_or_404(router_id: int) -> Router:
 @menu_entry("Routers", *ROUTER_ROLES)
 @roles_required(*ROUTER_ROLES)
 def routers():
-    rows = service.router_statuses(session())
+    rows = router_statuses(session())
     return render_template("ispflow/routers.html", rows=rows, export_target=settings().EXPORT_TARGET)
 
 
@@ -81,7 +84,7 @@ def routers():
 def router_new():
     form = RouterForm.from_request()
     if form.submitted_and_valid():
-        router = _saved(form, lambda db: service.add_router(db, settings(), password=form.password.data or "",
+        router = _saved(form, lambda db: add_router(db, settings(), password=form.password.data or "",
                                                             **form.values()))
         if router is not None:
             flash(f"Added router {router.name}. Check the commands below, then provision it.", "success")
@@ -95,7 +98,7 @@ def _saved(form, change):
     db = session()
     try:
         result = change(db)
-    except service.InvalidRouter as exc:
+    except InvalidRouter as exc:
         db.rollback()
         form.explain(exc)
         return None
@@ -116,7 +119,7 @@ def router_edit(router_id: int):
     else:
         form = RouterForm(formdata=None, **{name: getattr(router, name) for name in FIELDS})
     if form.submitted_and_valid():
-        saved = _saved(form, lambda db: service.update_router(db, settings(), router,
+        saved = _saved(form, lambda db: update_router(db, settings(), router,
                                                              password=form.password.data or None, **form.values()))
         if saved is not None:
             flash(f"Saved {router.name}. Provision it again to apply the changes.", "success")
@@ -130,8 +133,8 @@ def router_edit(router_id: int):
 def router_page(router_id: int):
     db = session()
     router = _router_or_404(router_id)
-    status = service.router_statuses(db, [router])[0]
-    commands, plan_error = service.preview(router, settings())
+    status = router_statuses(db, [router])[0]
+    commands, plan_error = preview(router, settings())
     jobs = list(db.execute(
         sa.select(RouterJob).where(RouterJob.router_id == router.id).order_by(RouterJob.id.desc()).limit(10)
     ).scalars())
@@ -143,7 +146,7 @@ def router_page(router_id: int):
 
 def _collector_text(router: Router) -> str:
     try:
-        host, port = service.collector_of(router, settings())
+        host, port = collector_of(router, settings())
     except ConfigError as exc:
         return str(exc)
     return f"{host}:{port}"
@@ -160,7 +163,7 @@ def router_action(router_id: int, action: str):
     db = session()
     try:
         job = enqueue(db, settings(), router, action, requested_by=current_user().name)
-    except service.JobRefused as exc:
+    except JobRefused as exc:
         db.rollback()
         flash(str(exc), "error")
         return redirect(url_for(".router_page", router_id=router.id))

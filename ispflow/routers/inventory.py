@@ -1,0 +1,141 @@
+"""Routers as stored: add and edit them, find them, and build the spec a driver is given.
+
+Passwords are stored encrypted and leave this module only inside a ``RouterSpec``.
+"""
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ..config import ConfigError, Settings
+from .base import RouterError, RouterSpec, driver_for, parse_host_port
+from .crypto import decrypt, encrypt
+from .models import Router
+from .validation import InvalidRouter, check_collector, check_fields, check_host, check_interfaces, check_name
+
+
+def add_router(session: Session, settings: Settings, *, name: str, vendor: str, host: str, username: str,
+               password: str, port: int | None = None, use_tls: bool = False, interfaces: str = "all",
+               netflow_version: str = "9", collector: str | None = None, source_interface: str | None = None,
+               timeout_s: float = 15.0) -> Router:
+    """Validate and store a new router, its password encrypted; raises InvalidRouter."""
+    name = check_name(name)
+    if session.execute(sa.select(Router.id).where(Router.name == name)).first():
+        raise InvalidRouter("name", f"A router named {name!r} exists already.")
+    if not password:
+        raise InvalidRouter("password", "Enter the password ispflow logs in with.")
+    router = Router(name=name, secret=encrypt(settings, password))
+    _set_fields(router, vendor=vendor, host=host, username=username, port=port, use_tls=use_tls,
+                interfaces=interfaces, netflow_version=netflow_version, collector=collector,
+                source_interface=source_interface, timeout_s=timeout_s)
+    session.add(router)
+    session.flush()
+    return router
+
+
+def update_router(session: Session, settings: Settings, router: Router, *, password: str | None = None,
+                  **fields) -> Router:
+    """Change a router's fields; an empty ``password`` keeps the stored one."""
+    if "name" in fields:
+        name = check_name(fields.pop("name"))
+        clash = session.execute(sa.select(Router.id).where(Router.name == name, Router.id != router.id)).first()
+        if clash:
+            raise InvalidRouter("name", f"A router named {name!r} exists already.")
+        router.name = name
+    current = {key: getattr(router, key) for key in (
+        "vendor", "host", "username", "port", "use_tls", "interfaces", "netflow_version", "collector",
+        "source_interface", "timeout_s")}
+    before = dict(current)
+    current.update(fields)
+    _set_fields(router, **current)
+    if password:
+        router.secret = encrypt(settings, password)
+    export_fields = ("vendor", "host", "port", "interfaces", "netflow_version", "collector", "source_interface")
+    if any(getattr(router, key) != before[key] for key in export_fields):
+        router.verified = False  # the router no longer has what we want until provisioned again
+    session.flush()
+    return router
+
+
+def _set_fields(router: Router, *, vendor, host, username, port, use_tls, interfaces, netflow_version,
+                collector, source_interface, timeout_s):
+    check_fields(vendor, netflow_version, port, timeout_s)
+    if not (username or "").strip():
+        raise InvalidRouter("username", "Enter the username ispflow logs in with.")
+    if source_interface and not re.fullmatch(r"[\w./:-]+", source_interface.strip()):
+        raise InvalidRouter("source_interface", "Not an interface name.")
+    router.vendor = vendor
+    router.host = check_host(host)
+    router.username = username.strip()
+    router.port = port
+    router.use_tls = bool(use_tls) and vendor == "mikrotik"
+    router.interfaces = check_interfaces(vendor, interfaces)
+    router.netflow_version = netflow_version
+    router.collector = check_collector(collector)
+    router.source_interface = (source_interface or "").strip() or None
+    router.timeout_s = float(timeout_s)
+
+
+def find_router(session: Session, name: str) -> Router | None:
+    return session.execute(sa.select(Router).where(Router.name == name)).scalar_one_or_none()
+
+
+def collector_of(router: Router, settings: Settings) -> tuple[str, int]:
+    """Where this router should export to: its own collector, else the module settings'
+    export address, else ISPFLOW_EXPORT_TARGET."""
+    text = router.collector or _module_export_target(router) or settings.EXPORT_TARGET
+    if not text:
+        raise ConfigError(f"Router {router.name} has no collector address and no export address is set; "
+                          "set the router's collector (HOST:PORT), the module settings' export address "
+                          "or ISPFLOW_EXPORT_TARGET.")
+    try:
+        return parse_host_port(text)
+    except ValueError as exc:
+        raise ConfigError(f"The collector address of router {router.name} is wrong: {exc}.") from None
+
+
+def _module_export_target(router: Router) -> str:
+    from sqlalchemy.orm import object_session
+
+    from .. import module_settings
+
+    session = object_session(router)
+    return module_settings.load(session).export_target if session is not None else ""
+
+
+def spec_for(router: Router, settings: Settings, with_password: bool = True,
+             need_collector: bool = True) -> RouterSpec:
+    """What a driver needs; a clock check can do without a collector (then host "" and port 0)."""
+    try:
+        host, port = collector_of(router, settings)
+    except ConfigError:
+        if need_collector:
+            raise
+        host, port = "", 0
+    previous = None
+    if router.provisioned_collector:
+        try:
+            previous = parse_host_port(router.provisioned_collector)
+        except ValueError:
+            previous = None
+    return RouterSpec(
+        host=router.host, port=router.port, username=router.username,
+        password=decrypt(settings, router.secret) if with_password else "",
+        collector_host=host, collector_port=port, use_tls=router.use_tls,
+        interfaces=router.interface_list, netflow_version=router.netflow_version,
+        source_interface=router.source_interface, previous_collector=previous,
+        os_version=router.os_version, timeout=router.timeout_s,
+    )
+
+
+def preview(router: Router, settings: Settings) -> tuple[list[str], str | None]:
+    """The commands provisioning would send to an unconfigured router, and why not if it cannot."""
+    try:
+        driver = driver_for(router.vendor)(spec_for(router, settings, with_password=False))
+        return driver.plan(connected=False), None
+    except (RouterError, ConfigError, ValueError) as exc:
+        return [], str(exc)
+
+
