@@ -42,10 +42,16 @@ class ModuleSettings:
                 prefixes.append(str(ipaddress.ip_network(prefix.strip(), strict=False)))
             except ValueError:
                 raise ValueError(f"own_prefixes: {prefix!r} is not a CIDR prefix") from None
-        for name in ("collector_listen", "export_target"):
-            value = getattr(self, name).strip()
-            if value and not _is_host_port(value):
-                raise ValueError(f"{name}: {value!r} is not HOST:PORT")
+        value = self.collector_listen.strip()
+        if value and not _is_host_port(value):
+            raise ValueError(f"collector_listen: {value!r} is not HOST:PORT")
+        if self.export_target.strip():
+            from .routers.base import parse_host_port  # routers are given this address: the strict rule
+
+            try:
+                parse_host_port(self.export_target)
+            except ValueError as exc:
+                raise ValueError(f"export_target: {exc}") from None
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, ClassVar
 
+from . import grammar
+
 NETFLOW_VERSIONS = ("5", "9", "ipfix")
 
 # The timeouts we ask routers to use: flows reach the collector within about a minute, which
@@ -58,6 +60,10 @@ class Unsupported(RouterError):
     """The requested export cannot be configured on this router or OS version."""
 
 
+class UnsafeValue(RouterError):
+    """A value meant for a router does not fit its strict grammar (see ``grammar``); nothing was sent."""
+
+
 @dataclass(frozen=True)
 class RouterSpec:
     """Where a router is, how to log in, and how its export should look."""
@@ -77,6 +83,29 @@ class RouterSpec:
     previous_collector: tuple[str, int] | None = None
     os_version: str | None = None  # last known, used for previews without connecting
     timeout: float = 15.0
+
+    def __post_init__(self):
+        """Refuse a spec any of whose values could smuggle a command to the router."""
+        checks = [("host", grammar.host, self.host), ("username", grammar.username, self.username),
+                  ("password", grammar.password, self.password)]
+        if self.port is not None:
+            checks.append(("port", grammar.port, self.port))
+        if self.collector_host or self.collector_port:  # "" and 0: a clock check needs no collector
+            checks += [("collector", grammar.ip_address, self.collector_host),
+                       ("collector port", grammar.port, self.collector_port)]
+        checks += [("interfaces", grammar.interface, name) for name in self.interfaces]
+        if self.source_interface is not None:
+            checks.append(("source interface", grammar.interface, self.source_interface))
+        if self.previous_collector is not None:
+            checks += [("previous collector", grammar.ip_address, self.previous_collector[0]),
+                       ("previous collector port", grammar.port, self.previous_collector[1])]
+        for name, check, value in checks:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise UnsafeValue(f"Nothing was sent to the router: its {name} is refused ({exc}).") from None
+        if self.netflow_version not in NETFLOW_VERSIONS:
+            raise UnsafeValue(f"Nothing was sent to the router: export format must be one of {', '.join(NETFLOW_VERSIONS)}.")
 
 
 @dataclass
@@ -237,9 +266,10 @@ def vendors() -> list[str]:
 
 
 def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``[v6]:PORT``) as a pair; raises ValueError with a sentence."""
-    import ipaddress
+    """``HOST:PORT`` (or ``[v6]:PORT``) as a pair; raises ValueError with a sentence.
 
+    The address must fit ``grammar.ip_address``: it may end up in a router's configuration.
+    """
     text = (text or "").strip()
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
@@ -252,10 +282,12 @@ def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, in
         if default_port is None:
             raise ValueError(f"{text!r} must be HOST:PORT")
         port_text = str(default_port)
+    if "%" in host:
+        raise ValueError("an IPv6 zone id (%...) has no meaning in a collector address; give the address alone")
     try:
-        ipaddress.ip_address(host)
+        host = grammar.ip_address(host)
     except ValueError:
         raise ValueError(f"{host!r} is not an IP address (routers export to an address, not a name)") from None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not port_text.isascii() or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"port {port_text!r} is not a number between 1 and 65535")
     return host, int(port_text)

@@ -4,8 +4,6 @@ Passwords are stored encrypted and leave this module only inside a ``RouterSpec`
 """
 from __future__ import annotations
 
-import re
-
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -13,7 +11,10 @@ from ..config import ConfigError, Settings
 from .base import RouterError, RouterSpec, driver_for, parse_host_port
 from .crypto import decrypt, encrypt
 from .models import Router
-from .validation import InvalidRouter, check_collector, check_fields, check_host, check_interfaces, check_name
+from .validation import (
+    InvalidRouter, check_collector, check_fields, check_host, check_interfaces, check_name, check_password,
+    check_source_interface, check_username,
+)
 
 
 def add_router(session: Session, settings: Settings, *, name: str, vendor: str, host: str, username: str,
@@ -26,7 +27,7 @@ def add_router(session: Session, settings: Settings, *, name: str, vendor: str, 
         raise InvalidRouter("name", f"A router named {name!r} exists already.")
     if not password:
         raise InvalidRouter("password", "Enter the password ispflow logs in with.")
-    router = Router(name=name, secret=encrypt(settings, password))
+    router = Router(name=name, secret=encrypt(settings, check_password(password)))
     _set_fields(router, vendor=vendor, host=host, username=username, port=port, use_tls=use_tls,
                 interfaces=interfaces, netflow_version=netflow_version, collector=collector,
                 source_interface=source_interface, timeout_s=timeout_s)
@@ -37,7 +38,12 @@ def add_router(session: Session, settings: Settings, *, name: str, vendor: str, 
 
 def update_router(session: Session, settings: Settings, router: Router, *, password: str | None = None,
                   **fields) -> Router:
-    """Change a router's fields; an empty ``password`` keeps the stored one."""
+    """Change a router's fields; an empty ``password`` keeps the stored one.
+
+    The stored password is only kept while it would go where it went before: a new host,
+    port, username or transport needs the password entered again, so nobody who may edit a
+    router can send its password to a machine of their choosing.
+    """
     if "name" in fields:
         name = check_name(fields.pop("name"))
         clash = session.execute(sa.select(Router.id).where(Router.name == name, Router.id != router.id)).first()
@@ -50,8 +56,12 @@ def update_router(session: Session, settings: Settings, router: Router, *, passw
     before = dict(current)
     current.update(fields)
     _set_fields(router, **current)
+    destination = ("vendor", "host", "port", "username", "use_tls")
     if password:
-        router.secret = encrypt(settings, password)
+        router.secret = encrypt(settings, check_password(password))
+    elif any(getattr(router, key) != before[key] for key in destination):
+        raise InvalidRouter("password", "Enter the password again: the stored one is only sent to the host, "
+                                        "port and username it was entered for.")
     export_fields = ("vendor", "host", "port", "interfaces", "netflow_version", "collector", "source_interface")
     if any(getattr(router, key) != before[key] for key in export_fields):
         router.verified = False  # the router no longer has what we want until provisioned again
@@ -62,19 +72,15 @@ def update_router(session: Session, settings: Settings, router: Router, *, passw
 def _set_fields(router: Router, *, vendor, host, username, port, use_tls, interfaces, netflow_version,
                 collector, source_interface, timeout_s):
     check_fields(vendor, netflow_version, port, timeout_s)
-    if not (username or "").strip():
-        raise InvalidRouter("username", "Enter the username ispflow logs in with.")
-    if source_interface and not re.fullmatch(r"[\w./:-]+", source_interface.strip()):
-        raise InvalidRouter("source_interface", "Not an interface name.")
     router.vendor = vendor
     router.host = check_host(host)
-    router.username = username.strip()
+    router.username = check_username(username)
     router.port = port
     router.use_tls = bool(use_tls) and vendor == "mikrotik"
     router.interfaces = check_interfaces(vendor, interfaces)
     router.netflow_version = netflow_version
     router.collector = check_collector(collector)
-    router.source_interface = (source_interface or "").strip() or None
+    router.source_interface = check_source_interface(source_interface)
     router.timeout_s = float(timeout_s)
 
 

@@ -1,9 +1,9 @@
 """Checks on what a person types about a router: each error names its field for the form."""
 from __future__ import annotations
 
-import ipaddress
 import re
 
+from . import grammar
 from .base import NETFLOW_VERSIONS, driver_for, parse_host_port, vendors
 
 
@@ -25,12 +25,33 @@ def check_name(name: str) -> str:
 def check_host(host: str) -> str:
     host = (host or "").strip()
     try:
-        return str(ipaddress.ip_address(host))
+        return grammar.host(host)
     except ValueError:
-        pass
-    if not re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*", host):
-        raise InvalidRouter("host", f"{host!r} is neither an IP address nor a host name.")
-    return host
+        raise InvalidRouter("host", f"{host!r} is neither an IP address nor a host name (IPv6 zone ids are not allowed).") from None
+
+
+def check_username(username: str) -> str:
+    username = (username or "").strip()
+    if not username:
+        raise InvalidRouter("username", "Enter the username ispflow logs in with.")
+    try:
+        return grammar.username(username)
+    except ValueError as exc:
+        raise InvalidRouter("username", f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
+
+
+def check_password(password: str) -> str:
+    try:
+        return grammar.password(password)
+    except ValueError as exc:
+        raise InvalidRouter("password", f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
+
+
+def check_source_interface(text: str | None) -> str | None:
+    text = (text or "").strip()
+    if text and not grammar.INTERFACE.fullmatch(text):
+        raise InvalidRouter("source_interface", "Not an interface name (letters, digits and . _ / : -, no spaces).")
+    return text or None
 
 
 def check_interfaces(vendor: str, text: str) -> str:
@@ -40,7 +61,7 @@ def check_interfaces(vendor: str, text: str) -> str:
             raise InvalidRouter("interfaces", "Cisco routers need the interfaces to watch by name, "
                                               "for example GigabitEthernet0/0,GigabitEthernet0/1.")
         return "all"
-    bad = [p for p in parts if not re.fullmatch(r"[\w./:-]+", p) or p.lower() == "all"]
+    bad = [p for p in parts if not grammar.INTERFACE.fullmatch(p) or p.lower() == "all"]
     if bad:
         raise InvalidRouter("interfaces", f"{bad[0]!r} is not an interface name; list names separated by commas.")
     return ",".join(parts)

@@ -437,6 +437,8 @@ class _Shell:
                 allowed += [r"cache timeout (active|inactive) \d+"]
         if not any(re.fullmatch(p, body) for p in allowed):
             raise Invalid("invalid")
+        if body.startswith("source ") and not fake.block(f"interface {body.split(maxsplit=1)[1]}"):
+            raise Invalid("invalid")  # the export's source must be an interface of this box
         if self.mode == "config-flow-monitor" and not negate:
             kind, name = body.split(maxsplit=1)
             if kind in ("exporter", "record") and not fake.block(f"flow {kind} {name}"):
