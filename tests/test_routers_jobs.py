@@ -254,3 +254,22 @@ def test_changing_the_export_unverifies_the_router_but_renaming_does_not(db, set
     assert router.verified is True
     inventory.update_router(db, settings, router, netflow_version="5")
     assert router.verified is False
+
+
+@pytest.mark.parametrize("change", [{"host": "192.0.2.99"}, {"port": 9999}, {"username": "someone-else"},
+                                    {"use_tls": True}, {"vendor": "cisco_ios", "interfaces": "Gi0/0"}])
+def test_the_stored_password_is_not_kept_for_a_new_destination(db, settings, change):
+    router = add(db, settings)
+    with pytest.raises(InvalidRouter) as failure:
+        inventory.update_router(db, settings, router, password="", **change)
+    assert failure.value.field == "password"
+    assert "Enter the password again" in str(failure.value)
+    db.rollback()
+    assert db.get(Router, router.id).host == "127.0.0.1"
+
+
+def test_a_new_destination_with_the_password_entered_again_is_saved(db, settings):
+    router = add(db, settings)
+    inventory.update_router(db, settings, router, password="entered-again", host="192.0.2.99")
+    db.commit()
+    assert router.host == "192.0.2.99" and decrypt(settings, router.secret) == "entered-again"
