@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from ..config import ConfigError, Settings
 from ..database import engine_for
-from .base import ClockState, RouterError, driver_for
+from .base import ClockState, RouterError, driver_for, fingerprint
 from .inventory import spec_for
 from .models import Router
 from .status import clock_trusted, utcnow
@@ -19,6 +19,19 @@ if TYPE_CHECKING:
 
 def _driver(router: Router, settings: Settings, log: JobLog):
     return driver_for(router.vendor)(spec_for(router, settings), log=log)
+
+
+def _pin(session: Session, router: Router, driver, log, actor: str | None) -> None:
+    """Pin what the router presented on its first connection, tell the job log, audit it."""
+    if router.pinned_key or not driver.presented_key:
+        return
+    from .. import audit
+
+    router.pinned_key, router.pinned_at = driver.presented_key, utcnow()
+    log(f"Pinned {fingerprint(driver.presented_key)}: compare it with the router's own; "
+        "a different one will be refused.")
+    audit.record(session.connection(), actor=actor or "system", action="router_pinned",
+                 criteria={"router": router.name, "host": router.host, "key": fingerprint(driver.presented_key)})
 
 
 def _record_clock(router: Router, clock: ClockState) -> None:
@@ -35,10 +48,11 @@ def _describe_clock(clock: ClockState) -> str:
     return f"{clock.detail}; clock skew {skew}: {verdict}."
 
 
-def provision(session: Session, settings: Settings, router: Router, log: JobLog) -> str:
+def provision(session: Session, settings: Settings, router: Router, log: JobLog, actor: str | None = None) -> str:
     driver = _driver(router, settings, log)
     log(f"Provisioning {router.name} to export to {driver.spec.collector_host}:{driver.spec.collector_port}.", 5)
     with driver:
+        _pin(session, router, driver, log, actor)
         router.os_version = driver.test_connection() or router.os_version
         log("Connected.", 20)
         result = driver.apply()
@@ -65,10 +79,11 @@ def provision(session: Session, settings: Settings, router: Router, log: JobLog)
     return f"{router.name} exports to {host}:{port}; verified by reading the configuration back."
 
 
-def check(session: Session, settings: Settings, router: Router, log: JobLog) -> str:
+def check(session: Session, settings: Settings, router: Router, log: JobLog, actor: str | None = None) -> str:
     driver = driver_for(router.vendor)(spec_for(router, settings, need_collector=False), log=log)
     verification = None
     with driver:
+        _pin(session, router, driver, log, actor)
         router.os_version = driver.test_connection() or router.os_version
         log("Connected.", 30)
         clock = driver.read_clock()
@@ -87,10 +102,11 @@ def check(session: Session, settings: Settings, router: Router, log: JobLog) -> 
     return _describe_clock(clock)
 
 
-def remove(session: Session, settings: Settings, router: Router, log: JobLog) -> str:
+def remove(session: Session, settings: Settings, router: Router, log: JobLog, actor: str | None = None) -> str:
     driver = _driver(router, settings, log)
     log(f"Removing the export to {driver.spec.collector_host}:{driver.spec.collector_port} from {router.name}.", 5)
     with driver:
+        _pin(session, router, driver, log, actor)
         log("Connected.", 20)
         result = driver.remove()
         log("Nothing to remove." if result.unchanged else result.summary, 70)
@@ -116,6 +132,7 @@ def check_clock(database_url: str, settings: Settings, router_id: int) -> ClockS
         router = session.get(Router, router_id)
         try:
             with driver_for(router.vendor)(spec_for(router, settings, need_collector=False)) as driver:
+                _pin(session, router, driver, lambda line: None, None)
                 clock = driver.read_clock()
         except (RouterError, ConfigError) as exc:
             router.ntp_synced, router.ntp_detail, router.checked_at = None, f"check failed: {exc}", utcnow()

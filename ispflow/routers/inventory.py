@@ -62,6 +62,8 @@ def update_router(session: Session, settings: Settings, router: Router, *, passw
     elif any(getattr(router, key) != before[key] for key in destination):
         raise InvalidRouter("password", "Enter the password again: the stored one is only sent to the host, "
                                         "port and username it was entered for.")
+    if router.vendor != before["vendor"] or router.use_tls != before["use_tls"]:
+        router.pinned_key = router.pinned_at = None  # another kind of key: pin what the next connection sees
     export_fields = ("vendor", "host", "port", "interfaces", "netflow_version", "collector", "source_interface")
     if any(getattr(router, key) != before[key] for key in export_fields):
         router.verified = False  # the router no longer has what we want until provisioned again
@@ -132,7 +134,7 @@ def spec_for(router: Router, settings: Settings, with_password: bool = True,
         collector_host=host, collector_port=port, use_tls=router.use_tls,
         interfaces=router.interface_list, netflow_version=router.netflow_version,
         source_interface=router.source_interface, previous_collector=previous,
-        os_version=router.os_version, timeout=router.timeout_s,
+        os_version=router.os_version, timeout=router.timeout_s, pinned_key=router.pinned_key,
     )
 
 
@@ -145,3 +147,11 @@ def preview(router: Router, settings: Settings) -> tuple[list[str], str | None]:
         return [], str(exc)
 
 
+def repin(session: Session, router: Router, actor: str, role: str | None = None) -> None:
+    """Forget the pinned certificate or host key (an admin's decision, audited): the next
+    connection pins what the router presents then. The caller commits."""
+    from .. import audit
+
+    audit.record(session.connection(), actor=actor, role=role, action="router_repin",
+                 criteria={"router": router.name, "host": router.host, "previous_key": router.pinned_key})
+    router.pinned_key = router.pinned_at = None

@@ -77,8 +77,7 @@ def run_job(database_url: str, settings: Settings, job_id: int, echo: Callable[[
         session.commit()
         log = JobLog(database_url, job_id, echo)
         try:
-            message = KINDS[job.action](
-                session, settings, router, log)
+            message = KINDS[job.action](session, settings, router, log, job.requested_by)
             job.state = "finished"
         except (RouterError, ConfigError) as exc:
             message = str(exc)

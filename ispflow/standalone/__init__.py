@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
-from flask import Flask, redirect, url_for
+from flask import Flask, redirect, request, url_for
+from flask.sessions import SecureCookieSessionInterface
 
 from ..config import ConfigError, Settings
 from ..database import package_path
@@ -11,6 +13,19 @@ from ..extension import ISPFlow, db
 from .users import User
 
 ispflow = ISPFlow()
+# A login lasts this long without use (each request renews it), then the user logs in again.
+SESSION_LIFETIME = timedelta(hours=8)
+
+
+class SessionOverHTTPS(SecureCookieSessionInterface):
+    """Marks the session cookie ``Secure`` whenever the request came over HTTPS.
+
+    Behind a TLS-terminating proxy the host must make ``request.is_secure`` true (for example
+    with Werkzeug's ProxyFix), or set ``SESSION_COOKIE_SECURE``.
+    """
+
+    def get_cookie_secure(self, app):
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -23,11 +38,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config["ISPFLOW_LOGIN_URL"]:
         app.config["ISPFLOW_LOGIN_URL"] = "/login"
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.config.setdefault("PERMANENT_SESSION_LIFETIME", SESSION_LIFETIME)
+    app.session_interface = SessionOverHTTPS()
     ispflow.init_app(app)
 
+    from ..web.headers import add_security_headers
     from . import views
 
     app.register_blueprint(views.blueprint)
+    app.after_request(add_security_headers)
 
     @app.get("/")
     def home():
@@ -51,6 +70,8 @@ def _logged_in_user():
         return None
     user = db.session.get(User, user_id)
     if user is None or not user.active or user.must_change_password:
+        return None
+    if session.get("generation") != user.session_generation:  # logged out or password changed since
         return None
     return user.as_current_user()
 
