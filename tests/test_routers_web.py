@@ -216,3 +216,73 @@ def test_the_periodic_clock_check_runs_in_the_worker(database_url, redis_url, re
         router = db.get(Router, router_id)
         assert router.ntp_synced is False
         assert router.ntp_detail == "NTP client disabled"
+
+
+def pin(database_url, router_id, key="ssh-rsa " + "QUFBQQ=="):
+    with Session(engine_for(database_url)) as db:
+        db.execute(sa.update(Router).where(Router.id == router_id).values(pinned_key=key,
+                                                                          pinned_at=datetime.now(timezone.utc)))
+        db.commit()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_an_admin_may_re_pin_a_router_and_it_is_audited(auth, client, database_url, db_engine, role):
+    router_id = make_router(database_url, vendor="cisco_ios", interfaces="Gi0/0")
+    pin(database_url, router_id)
+    auth.login(role)
+    token = csrf_token(client.get("/netflow/routers/new")) if role in ALLOWED else "none"
+    response = client.post(f"/netflow/routers/{router_id}/repin", data={"csrf_token": token})
+    with db_engine.connect() as conn:
+        key = conn.execute(sa.text("select pinned_key from ispflow.routers")).scalar()
+        audited = conn.execute(sa.text("select actor, criteria from ispflow.audit_log where action = 'router_repin'")).all()
+    if role == "admin":
+        assert response.status_code == 302 and key is None
+        assert audited[0].actor == "admin-user" and audited[0].criteria["previous_key"] == "ssh-rsa QUFBQQ=="
+    else:
+        assert response.status_code == 403 and key is not None and audited == []
+
+
+def test_the_router_page_shows_the_pinned_fingerprint(auth, client, database_url):
+    router_id = make_router(database_url, vendor="cisco_ios", interfaces="Gi0/0")
+    pin(database_url, router_id)
+    auth.login("technician")
+    page = client.get(f"/netflow/routers/{router_id}").data.decode()
+    assert "ssh-rsa SHA256:" in page
+    assert "Re-pin" not in page  # a technician sees it but cannot change it
+
+
+def test_plain_routeros_api_is_warned_about_on_the_list_and_the_router_page(auth, client, database_url):
+    plain = make_router(database_url)
+    ssl = make_router(database_url, name="edge-ssl", use_tls=True)
+    auth.login("technician")
+    assert 'id="plain-api"' in client.get(f"/netflow/routers/{plain}").data.decode()
+    assert 'id="plain-api"' not in client.get(f"/netflow/routers/{ssl}").data.decode()
+    listing = client.get("/netflow/routers").data.decode()
+    assert listing.count('class="plain-api"') == 1
+
+
+def test_the_first_job_pins_what_the_router_presents_and_audits_it(database_url, db_engine, mikrotik, settings):
+    fake = mikrotik(tls=True, password=PASSWORD)
+    router_id = make_router(database_url, port=fake.port, use_tls=True)
+    with Session(engine_for(database_url), expire_on_commit=False) as db:
+        job = runs.create_job(db, db.get(Router, router_id), "check", requested_by="tech-1")
+        db.commit()
+    done = runs.run_job(database_url, settings, job.id)
+    assert done.state == "finished", done.message
+    assert "Pinned TLS certificate SHA256" in done.log
+    with db_engine.connect() as conn:
+        assert conn.execute(sa.text("select pinned_key from ispflow.routers")).scalar() == fake.key_text
+        assert conn.execute(sa.text("select actor from ispflow.audit_log where action = 'router_pinned'")).scalar() == "tech-1"
+
+
+def test_a_job_against_an_impostor_fails_with_a_clear_error(database_url, db_engine, mikrotik, settings):
+    genuine, impostor = mikrotik(tls=True, password=PASSWORD), mikrotik(tls=True, password=PASSWORD, identity="impostor")
+    router_id = make_router(database_url, port=impostor.port, use_tls=True)
+    pin(database_url, router_id, genuine.key_text)
+    with Session(engine_for(database_url), expire_on_commit=False) as db:
+        job = runs.create_job(db, db.get(Router, router_id), "provision")
+        db.commit()
+    done = runs.run_job(database_url, settings, job.id)
+    assert done.state == "failed"
+    assert "not the pinned" in done.message and "nothing was sent" in done.message
+    assert impostor.commands == []

@@ -12,8 +12,8 @@ from flask.cli import with_appcontext
 
 from ..config import ConfigError
 from ..extension import db, settings
-from .base import RouterError, driver_for, vendors
-from .inventory import add_router, find_router, spec_for
+from .base import RouterError, driver_for, fingerprint, vendors
+from .inventory import add_router, find_router, repin, spec_for
 from .models import RouterJob
 from .runs import JobRefused, create_job, run_job
 from .status import clock_trusted, router_statuses
@@ -101,7 +101,11 @@ def routers_list():
         skew = "-" if r.clock_skew_s is None else f"{r.clock_skew_s:+.1f}s"
         when = r.provisioned_at.strftime("%Y-%m-%d %H:%M") if r.provisioned_at else "-"
         click.echo(f"{r.name:<16} {r.vendor:<11} {r.host:<16} {(r.os_version or '-')[:18]:<18} {when:<17} "
-                   f"{'yes' if r.verified else 'no':<8} {ntp:<6} {skew:>8} {'yes' if row.exporting else 'no'}")
+                   f"{'yes' if r.verified else 'no':<8} {ntp:<6} {skew:>8} {'yes' if row.exporting else 'no'}"
+                   + ("  PLAIN API" if row.plain_api else ""))
+    if any(row.plain_api for row in rows):
+        click.echo("PLAIN API: logins to these routers send the password in clear text; enable API-SSL on the "
+                   "router and add it with --api-ssl.")
 
 
 def _run(name: str, action: str) -> RouterJob:
@@ -156,6 +160,18 @@ def routers_check(name):
     click.echo(job.message)
     if not clock_trusted(router.ntp_synced, router.clock_skew_s):
         sys.exit(1)
+
+
+@routers_group.command("repin")
+@click.argument("name")
+@with_appcontext
+def routers_repin(name):
+    """Forget the pinned API-SSL certificate or SSH host key; the next connection pins anew (audited)."""
+    router = _router(name)
+    previous = fingerprint(router.pinned_key)
+    repin(db.session, router, actor="cli")
+    db.session.commit()
+    click.echo(f"Forgot {previous} of {name}; the next connection pins what the router presents then.")
 
 
 @routers_group.command("remove")

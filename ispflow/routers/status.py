@@ -33,8 +33,17 @@ class RouterStatus:
         return self.last_flow_at is not None and utcnow() - self.last_flow_at <= EXPORTING_WINDOW
 
     @property
+    def plain_api(self) -> bool:
+        """RouterOS API without SSL: the login sends the password in clear text."""
+        return plain_api(self.router)
+
+    @property
     def clock_trusted(self) -> bool:
         return clock_trusted(self.router.ntp_synced, self.router.clock_skew_s)
+
+
+def plain_api(router: Router) -> bool:
+    return router.vendor == "mikrotik" and not router.use_tls
 
 
 def clock_trusted(synced: bool | None, skew_s: float | None) -> bool:

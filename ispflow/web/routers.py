@@ -14,11 +14,11 @@ from wtforms.validators import InputRequired, NumberRange, Optional
 from ..config import ConfigError
 from ..extension import session, settings
 from ..roles import ADMIN, TECHNICIAN
-from ..routers.inventory import add_router, collector_of, preview, update_router
+from ..routers.inventory import add_router, collector_of, preview, repin, update_router
 from ..routers.runs import JobRefused
 from ..routers.status import router_statuses
 from ..routers.validation import InvalidRouter
-from ..routers.base import driver_for, vendors
+from ..routers.base import driver_for, fingerprint, vendors
 from ..routers.jobs import enqueue
 from ..routers.models import Router, RouterJob
 from . import blueprint
@@ -141,7 +141,24 @@ def router_page(router_id: int):
     shown = next((j for j in jobs if str(j.id) == request.args.get("job")), jobs[0] if jobs else None)
     return render_template("ispflow/routers_page.html", router=router, status=status, commands=commands,
                            plan_error=plan_error, jobs=jobs, job=shown, action_form=CSRFForm(),
-                           collector=_collector_text(router))
+                           collector=_collector_text(router), plain_api=status.plain_api,
+                           pinned=fingerprint(router.pinned_key), can_repin=current_user().role == ADMIN)
+
+
+@blueprint.route("/routers/<int:router_id>/repin", methods=["POST"])
+@roles_required(ADMIN)
+def router_repin(router_id: int):
+    """Forget the pinned certificate or host key; the next connection pins what it finds (audited)."""
+    router = _router_or_404(router_id)
+    if not CSRFForm.from_request().validate():
+        flash("The form expired; reload the page and try again.", "error")
+        return redirect(url_for(".router_page", router_id=router.id))
+    user = current_user()
+    repin(session(), router, actor=user.name, role=user.role)
+    session().commit()
+    flash(f"{router.name} will be pinned again at its next connection; compare what it shows with the router.",
+          "success")
+    return redirect(url_for(".router_page", router_id=router.id))
 
 
 def _collector_text(router: Router) -> str:
