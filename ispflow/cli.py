@@ -193,9 +193,10 @@ from .search import commands as _search_commands  # noqa: E402  (search, who, au
 cli.add_command(_search_commands.search)
 cli.add_command(_search_commands.who)
 cli.add_command(_search_commands.audit_group)
-from .routers.cli import routers_group  # noqa: E402
+from .routers.cli import keys_group, routers_group  # noqa: E402
 
 cli.add_command(routers_group)
+cli.add_command(keys_group)
 
 
 def main():

@@ -35,8 +35,9 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
 
 
-def setting(default, parse=_str, doc=""):
-    return field(default=default, metadata={"parse": parse, "doc": doc})
+def setting(default, parse=_str, doc="", secret=False):
+    """A setting; a ``secret`` one is left out of the repr (logs, tracebacks, debug pages)."""
+    return field(default=default, repr=not secret, metadata={"parse": parse, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,17 @@ class Settings:
         doc="PostgreSQL with the TimescaleDB extension; ispflow keeps its tables in schema 'ispflow'.",
     )
     REDIS_URL: str = setting("redis://127.0.0.1:6379/0", doc="Redis for the rq job queues.")
-    SECRET_KEY: str = setting("", doc="Flask secret key of the standalone panel (required in production).")
+    SECRET_KEY: str = setting(
+        "", doc="The secret every key is derived from: sessions, CSRF, router credentials (required in production).",
+        secret=True,
+    )
     ENCRYPTION_KEY: str = setting(
-        "", doc="Fernet key that encrypts router credentials at rest; derived from SECRET_KEY when empty."
+        "", doc="Fernet key that encrypts router credentials at rest; derived from SECRET_KEY when empty.",
+        secret=True,
+    )
+    ENCRYPTION_KEY_PREVIOUS: tuple[str, ...] = setting(
+        (), _list, "Former credential keys (comma-separated), still read until `ispflow keys rotate` has run.",
+        secret=True,
     )
     URL_PREFIX: str = setting("/netflow", doc="Where the blueprint is mounted in the host panel.")
     BASE_TEMPLATE: str = setting(

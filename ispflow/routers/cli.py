@@ -184,3 +184,37 @@ def routers_remove(name):
         fail(job.message.rstrip("."))
     click.echo(job.message)
 
+
+@click.group("keys")
+def keys_group():
+    """The key that encrypts stored router passwords: generate a new one, rotate to it."""
+
+
+@keys_group.command("generate")
+def keys_generate():
+    """Print a new random credential key for ISPFLOW_ENCRYPTION_KEY."""
+    from cryptography.fernet import Fernet
+
+    click.echo(Fernet.generate_key().decode())
+
+
+@keys_group.command("rotate")
+@with_appcontext
+def keys_rotate():
+    """Re-encrypt every stored router password with the current key.
+
+    Set the new key in ISPFLOW_ENCRYPTION_KEY and the old one in ISPFLOW_ENCRYPTION_KEY_PREVIOUS
+    (or change ISPFLOW_SECRET_KEY and list the old derived key there), run this, then drop
+    the previous key. Passwords no accepted key can read are left untouched and listed.
+    """
+    from .crypto import rotate
+
+    try:
+        done, unreadable = rotate(db.session, settings())
+    except ConfigError as exc:
+        fail(str(exc).rstrip("."))
+    db.session.commit()
+    click.echo(f"Re-encrypted the passwords of {len(done)} router(s) with the current key.")
+    if unreadable:
+        fail(f"no accepted key reads the password of {', '.join(unreadable)}; list its key in "
+             "ISPFLOW_ENCRYPTION_KEY_PREVIOUS and run this again, or enter the password again.")

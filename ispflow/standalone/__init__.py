@@ -10,6 +10,7 @@ from flask.sessions import SecureCookieSessionInterface
 from ..config import ConfigError, Settings
 from ..database import package_path
 from ..extension import ISPFlow, db
+from ..keys import derive
 from .users import User
 
 ispflow = ISPFlow()
@@ -33,7 +34,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(Settings.from_env().as_flask_config())
     app.config["ISPFLOW_BASE_TEMPLATE"] = "standalone/layout.html"
     app.config.update(test_config or {})
-    app.config["SECRET_KEY"] = _secret_key(app)
+    # The configured secret is the root; Flask signs sessions with a key derived for that alone.
+    app.config["SECRET_KEY"] = derive(_secret_key(app), "session").hex()
     app.config.setdefault("ISPFLOW_LOGIN_URL", "/login")
     if not app.config["ISPFLOW_LOGIN_URL"]:
         app.config["ISPFLOW_LOGIN_URL"] = "/login"
@@ -77,7 +79,7 @@ def _logged_in_user():
 
 
 def _secret_key(app: Flask) -> str:
-    key = app.config.get("SECRET_KEY") or app.config.get("ISPFLOW_SECRET_KEY")
+    key = app.config.get("ISPFLOW_SECRET_KEY") or app.config.get("SECRET_KEY")
     if key:
         return key
     if app.config.get("TESTING") or app.config.get("ISPFLOW_DEBUG"):
