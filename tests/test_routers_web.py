@@ -286,3 +286,15 @@ def test_a_job_against_an_impostor_fails_with_a_clear_error(database_url, db_eng
     assert done.state == "failed"
     assert "not the pinned" in done.message and "nothing was sent" in done.message
     assert impostor.commands == []
+
+
+def test_pointing_a_router_at_another_host_asks_for_the_password_again(auth, client, database_url):
+    router_id = make_router(database_url)
+    auth.login("technician")
+    page = client.get(f"/netflow/routers/{router_id}/edit")
+    response = client.post(f"/netflow/routers/{router_id}/edit",
+                           data={**form_data(password="", host="198.51.100.66"), "csrf_token": csrf_token(page)})
+    assert response.status_code == 200
+    assert b"Enter the password again" in response.data
+    with Session(engine_for(database_url)) as db:
+        assert db.get(Router, router_id).host == "127.0.0.1"
