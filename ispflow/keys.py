@@ -2,9 +2,9 @@
 
 ``ISPFLOW_SECRET_KEY`` is never used as a key itself: each purpose (signing sessions, CSRF
 tokens, encrypting router credentials, keying the audit chain) gets its own key through
-HKDF-SHA256 with the purpose as context. A key that leaks through one use (say, a debug dump of the
-CSRF secret) then tells nothing about the others, and the credential key can be replaced
-(``ispflow keys rotate``) without touching the rest.
+HKDF-SHA256 with the purpose as context. A key that leaks through one use (say, a debug dump
+of the CSRF secret) then tells nothing about the others, and the credential key can be
+replaced (``ispflow keys rotate``) without touching the rest.
 """
 from __future__ import annotations
 
