@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from .fakes.fixtures import TIMEOUT_S
 from ispflow import module_settings
 from ispflow.routers import inventory, runs
-from ispflow.routers.base import RouterSpec, UnsafeValue, parse_host_port
+from ispflow.endpoints import parse_endpoint
+from ispflow.routers.base import RouterSpec, UnsafeValue
 from ispflow.routers.models import Router
 from ispflow.routers.validation import InvalidRouter
 
@@ -168,4 +169,4 @@ def test_the_module_settings_refuse_a_hostile_export_target(collector):
 
 def test_the_collector_address_parser_refuses_an_ipv6_zone_id():
     with pytest.raises(ValueError, match="zone id"):
-        parse_host_port(f"[fe80::1%x\n{SMUGGLED}]:2055")
+        parse_endpoint(f"[fe80::1%x\n{SMUGGLED}]:2055")

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..config import ConfigError, Settings
-from .base import RouterError, RouterSpec, driver_for, parse_host_port
+from ..endpoints import EndpointError, parse_endpoint
+from .base import RouterError, RouterSpec, driver_for
 from .crypto import decrypt, encrypt
 from .models import Router
 from .validation import (
@@ -99,8 +100,8 @@ def collector_of(router: Router, settings: Settings) -> tuple[str, int]:
                           "set the router's collector (HOST:PORT), the module settings' export address "
                           "or ISPFLOW_EXPORT_TARGET.")
     try:
-        return parse_host_port(text)
-    except ValueError as exc:
+        return parse_endpoint(text)
+    except EndpointError as exc:
         raise ConfigError(f"The collector address of router {router.name} is wrong: {exc}.") from None
 
 
@@ -125,8 +126,8 @@ def spec_for(router: Router, settings: Settings, with_password: bool = True,
     previous = None
     if router.provisioned_collector:
         try:
-            previous = parse_host_port(router.provisioned_collector)
-        except ValueError:
+            previous = parse_endpoint(router.provisioned_collector)
+        except EndpointError:
             previous = None
     return RouterSpec(
         host=router.host, port=router.port, username=router.username,

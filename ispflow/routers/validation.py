@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 
 from . import grammar
-from .base import NETFLOW_VERSIONS, driver_for, parse_host_port, vendors
+from ..endpoints import EndpointError, format_endpoint, parse_endpoint
+from .base import NETFLOW_VERSIONS, driver_for, vendors
 
 
 class InvalidRouter(ValueError):
@@ -71,10 +72,9 @@ def check_collector(text: str | None) -> str | None:
     if not (text or "").strip():
         return None
     try:
-        host, port = parse_host_port(text)
-    except ValueError as exc:
-        raise InvalidRouter("collector", f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return format_endpoint(*parse_endpoint(text))
+    except EndpointError as exc:
+        raise InvalidRouter("collector", f"{exc}.") from None
 
 
 def check_fields(vendor: str, netflow_version: str, port, timeout_s) -> None:

@@ -1,13 +1,13 @@
 """Security hardening: pinned router keys, revocable sessions and expiring one-time passwords.
 
 Revision ID: hardening_security
-Revises: 0001
+Revises: schema_post_nat
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = "hardening_security"
-down_revision = "0001"
+down_revision = "schema_post_nat"
 branch_labels = None
 depends_on = None
 
