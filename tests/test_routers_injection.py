@@ -169,4 +169,6 @@ def test_the_module_settings_refuse_a_hostile_export_target(collector):
 
 def test_the_collector_address_parser_refuses_an_ipv6_zone_id():
     with pytest.raises(ValueError, match="zone id"):
+        parse_endpoint("[fe80::1%eth0]:2055")
+    with pytest.raises(ValueError, match="control characters"):
         parse_endpoint(f"[fe80::1%x\n{SMUGGLED}]:2055")
