@@ -21,6 +21,12 @@ def test_each_purpose_gets_its_own_key():
     assert SECRET.encode() not in keys
 
 
+def test_the_audit_chain_is_keyed_with_its_own_derived_key():
+    from ispflow import audit
+
+    assert audit.audit_key(Settings.from_env({}, SECRET_KEY=SECRET)) == derive(SECRET, "audit-chain")
+
+
 def test_a_key_is_the_same_every_time_it_is_derived():
     assert derive(SECRET, "csrf") == derive(SECRET, "csrf")
     assert derive(SECRET, "csrf") != derive(SECRET + "x", "csrf")
@@ -40,8 +46,9 @@ def test_the_panel_signs_sessions_with_a_derived_key_not_the_secret(database_url
 
 def test_settings_never_show_secrets_in_their_repr():
     settings = Settings.from_env({}, SECRET_KEY=SECRET, ENCRYPTION_KEY=ENCRYPTION_KEY,
-                                 ENCRYPTION_KEY_PREVIOUS=(ENCRYPTION_KEY,))
+                                 ENCRYPTION_KEY_PREVIOUS=(ENCRYPTION_KEY,), AUDIT_KEY="audit-chain-key")
     assert SECRET not in repr(settings) and ENCRYPTION_KEY not in repr(settings)
+    assert "audit-chain-key" not in repr(settings)
     assert SECRET not in str(settings)
 
 

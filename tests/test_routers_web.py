@@ -130,6 +130,42 @@ def test_the_edit_form_never_shows_the_password_and_keeps_it_when_left_empty(aut
         assert router.interfaces == "ether1"
 
 
+def router_audit(database_url):
+    with engine_for(database_url).connect() as conn:
+        return conn.execute(sa.text("select actor, role, action, criteria from ispflow.audit_log "
+                                    "where action like 'router.%' order by id")).all()
+
+
+def test_adding_a_router_is_audited_in_the_users_name(auth, client, database_url, db_engine):
+    auth.login("technician")
+    token = csrf_token(client.get("/netflow/routers/new"))
+    client.post("/netflow/routers/new", data={**form_data(), "csrf_token": token})
+    [entry] = router_audit(database_url)
+    assert (entry.actor, entry.role, entry.action) == ("technician-user", "technician", "router.add")
+    assert (entry.criteria["router"], entry.criteria["host"]) == ("edge-1", "127.0.0.1")
+
+
+def test_an_edit_is_audited_with_the_fields_it_changed_never_the_password(auth, client, database_url):
+    router_id = make_router(database_url)
+    auth.login("admin")
+    page = client.get(f"/netflow/routers/{router_id}/edit")
+    client.post(f"/netflow/routers/{router_id}/edit",
+                data={**form_data(password="new-password-77", interfaces="ether1"), "csrf_token": csrf_token(page)})
+    entry = router_audit(database_url)[-1]
+    assert (entry.actor, entry.action) == ("admin-user", "router.update")
+    assert entry.criteria["changed"] == ["interfaces"] and entry.criteria["password_changed"] is True
+    assert "new-password-77" not in json.dumps(entry.criteria)
+
+
+def test_a_button_press_is_audited(auth, client, database_url, redis_conn):
+    router_id = make_router(database_url)
+    auth.login("admin")
+    page = client.get(f"/netflow/routers/{router_id}")
+    client.post(f"/netflow/routers/{router_id}/provision", data={"csrf_token": csrf_token(page)})
+    entry = router_audit(database_url)[-1]
+    assert (entry.actor, entry.action, entry.criteria["router"]) == ("admin-user", "router.provision", "edge-1")
+
+
 def test_a_button_without_csrf_token_queues_nothing(auth, client, database_url, redis_conn):
     router_id = make_router(database_url)
     auth.login("technician")
@@ -234,7 +270,7 @@ def test_only_an_admin_may_re_pin_a_router_and_it_is_audited(auth, client, datab
     response = client.post(f"/netflow/routers/{router_id}/repin", data={"csrf_token": token})
     with db_engine.connect() as conn:
         key = conn.execute(sa.text("select pinned_key from ispflow.routers")).scalar()
-        audited = conn.execute(sa.text("select actor, criteria from ispflow.audit_log where action = 'router_repin'")).all()
+        audited = conn.execute(sa.text("select actor, criteria from ispflow.audit_log where action = 'router.repin'")).all()
     if role == "admin":
         assert response.status_code == 302 and key is None
         assert audited[0].actor == "admin-user" and audited[0].criteria["previous_key"] == "ssh-rsa QUFBQQ=="
@@ -272,7 +308,7 @@ def test_the_first_job_pins_what_the_router_presents_and_audits_it(database_url,
     assert "Pinned TLS certificate SHA256" in done.log
     with db_engine.connect() as conn:
         assert conn.execute(sa.text("select pinned_key from ispflow.routers")).scalar() == fake.key_text
-        assert conn.execute(sa.text("select actor from ispflow.audit_log where action = 'router_pinned'")).scalar() == "tech-1"
+        assert conn.execute(sa.text("select actor from ispflow.audit_log where action = 'router.pin'")).scalar() == "tech-1"
 
 
 def test_a_job_against_an_impostor_fails_with_a_clear_error(database_url, db_engine, mikrotik, settings):

@@ -30,7 +30,7 @@ def _pin(session: Session, router: Router, driver, log, actor: str | None) -> No
     router.pinned_key, router.pinned_at = driver.presented_key, utcnow()
     log(f"Pinned {fingerprint(driver.presented_key)}: compare it with the router's own; "
         "a different one will be refused.")
-    audit.record(session.connection(), actor=actor or "system", action="router_pinned",
+    audit.record(session, actor=actor or "system", action="router.pin",
                  criteria={"router": router.name, "host": router.host, "key": fingerprint(driver.presented_key)})
 
 

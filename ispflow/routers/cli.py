@@ -47,6 +47,12 @@ def routers_group():
     """Routers that export NetFlow to ispflow: add, provision, check, remove."""
 
 
+def _actor() -> str:
+    from ..search.commands import actor
+
+    return actor()
+
+
 def _router(name: str):
     router = find_router(db.session, name)
     if router is None:
@@ -75,7 +81,7 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
         router = add_router(
             db.session, settings(), name=name, vendor=vendor, host=host, port=port, username=username,
             password=password, use_tls=api_ssl, interfaces=interfaces, netflow_version=netflow_version,
-            collector=collector, source_interface=source_interface, timeout_s=timeout_s,
+            collector=collector, source_interface=source_interface, timeout_s=timeout_s, actor=_actor(),
         )
     except InvalidRouter as exc:
         fail(f"--{exc.field.replace('_', '-')}: {exc}" if exc.field != "password" else f"{exc} (on standard input)")
@@ -111,7 +117,7 @@ def routers_list():
 def _run(name: str, action: str) -> RouterJob:
     router = _router(name)
     try:
-        job = create_job(db.session, router, action, requested_by="cli")
+        job = create_job(db.session, router, action, requested_by=_actor())
     except JobRefused as exc:
         fail(str(exc).rstrip("."))
     db.session.commit()

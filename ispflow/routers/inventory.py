@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from .. import audit
 from ..config import ConfigError, Settings
 from ..endpoints import EndpointError, parse_endpoint
 from .base import RouterError, RouterSpec, driver_for
@@ -21,8 +22,8 @@ from .validation import (
 def add_router(session: Session, settings: Settings, *, name: str, vendor: str, host: str, username: str,
                password: str, port: int | None = None, use_tls: bool = False, interfaces: str = "all",
                netflow_version: str = "9", collector: str | None = None, source_interface: str | None = None,
-               timeout_s: float = 15.0) -> Router:
-    """Validate and store a new router, its password encrypted; raises InvalidRouter."""
+               timeout_s: float = 15.0, actor: str | None = None, role: str | None = None) -> Router:
+    """Validate and store a new router, its password encrypted, audited as ``router.add``; raises InvalidRouter."""
     name = check_name(name)
     if session.execute(sa.select(Router.id).where(Router.name == name)).first():
         raise InvalidRouter("name", f"A router named {name!r} exists already.")
@@ -34,26 +35,37 @@ def add_router(session: Session, settings: Settings, *, name: str, vendor: str, 
                 source_interface=source_interface, timeout_s=timeout_s)
     session.add(router)
     session.flush()
+    audit_change(session, router, "router.add", actor, role, changed=sorted(EDITABLE))
     return router
 
 
+# What an edit may change (the name aside); the audit entry lists which, never the password.
+EDITABLE = ("vendor", "host", "username", "port", "use_tls", "interfaces", "netflow_version", "collector",
+            "source_interface", "timeout_s")
+
+
+def audit_change(session: Session, router: Router, action: str, actor: str | None, role: str | None, **details):
+    audit.record(session, actor=actor or "system", role=role, action=action,
+                 criteria={"router": router.name, "router_id": router.id, "vendor": router.vendor,
+                           "host": router.host, **details})
+
+
 def update_router(session: Session, settings: Settings, router: Router, *, password: str | None = None,
-                  **fields) -> Router:
-    """Change a router's fields; an empty ``password`` keeps the stored one.
+                  actor: str | None = None, role: str | None = None, **fields) -> Router:
+    """Change a router's fields, audited as ``router.update``; an empty ``password`` keeps the stored one.
 
     The stored password is only kept while it would go where it went before: a new host,
     port, username or transport needs the password entered again, so nobody who may edit a
     router can send its password to a machine of their choosing.
     """
+    old_name = router.name
     if "name" in fields:
         name = check_name(fields.pop("name"))
         clash = session.execute(sa.select(Router.id).where(Router.name == name, Router.id != router.id)).first()
         if clash:
             raise InvalidRouter("name", f"A router named {name!r} exists already.")
         router.name = name
-    current = {key: getattr(router, key) for key in (
-        "vendor", "host", "username", "port", "use_tls", "interfaces", "netflow_version", "collector",
-        "source_interface", "timeout_s")}
+    current = {key: getattr(router, key) for key in EDITABLE}
     before = dict(current)
     current.update(fields)
     _set_fields(router, **current)
@@ -69,6 +81,10 @@ def update_router(session: Session, settings: Settings, router: Router, *, passw
     if any(getattr(router, key) != before[key] for key in export_fields):
         router.verified = False  # the router no longer has what we want until provisioned again
     session.flush()
+    changed = [key for key in EDITABLE if getattr(router, key) != before[key]]
+    renamed = {"renamed_from": old_name} if router.name != old_name else {}
+    audit_change(session, router, "router.update", actor, role, changed=changed, password_changed=bool(password),
+                **renamed)
     return router
 
 
@@ -151,8 +167,6 @@ def preview(router: Router, settings: Settings) -> tuple[list[str], str | None]:
 def repin(session: Session, router: Router, actor: str, role: str | None = None) -> None:
     """Forget the pinned certificate or host key (an admin's decision, audited): the next
     connection pins what the router presents then. The caller commits."""
-    from .. import audit
-
-    audit.record(session.connection(), actor=actor, role=role, action="router_repin",
+    audit.record(session, actor=actor, role=role, action="router.repin",
                  criteria={"router": router.name, "host": router.host, "previous_key": router.pinned_key})
     router.pinned_key = router.pinned_at = None

@@ -16,6 +16,7 @@ from ..config import ConfigError, Settings
 from ..database import engine_for
 from .actions import KINDS
 from .base import RouterError
+from .inventory import audit_change
 from .models import Router, RouterJob
 from .status import utcnow
 
@@ -41,6 +42,7 @@ def create_job(session: Session, router: Router, action: str, requested_by: str 
     job = RouterJob(router_id=router.id, action=action, requested_by=requested_by)
     session.add(job)
     session.flush()
+    audit_change(session, router, f"router.{action}", requested_by, None, job_id=job.id)
     return job
 
 

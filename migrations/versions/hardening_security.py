@@ -1,13 +1,13 @@
 """Security hardening: pinned router keys, revocable sessions and expiring one-time passwords.
 
 Revision ID: hardening_security
-Revises: schema_post_nat
+Revises: audit_keyed_chain
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = "hardening_security"
-down_revision = "schema_post_nat"
+down_revision = "audit_keyed_chain"
 branch_labels = None
 depends_on = None
 
