@@ -2,6 +2,7 @@
 import base64
 
 import pytest
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from sqlalchemy.orm import Session
 
@@ -108,6 +109,9 @@ def test_keys_rotate_on_the_command_line(runner, app, monkeypatch):
     result = runner.invoke(keys_rotate)
     assert result.exit_code == 0, result.output
     assert "Re-encrypted the passwords of 1 router(s)" in result.output
+    with app.app_context():
+        entry = flask_db.session.execute(sa.text("select criteria from ispflow.audit_log where action = 'keys.rotate'")).scalar()
+    assert entry == {"re_encrypted": ["edge-1"], "unreadable": []}
 
 
 def test_csrf_tokens_are_signed_with_their_own_derived_key(database_url):

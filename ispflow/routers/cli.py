@@ -175,7 +175,7 @@ def routers_repin(name):
     """Forget the pinned API-SSL certificate or SSH host key; the next connection pins anew (audited)."""
     router = _router(name)
     previous = fingerprint(router.pinned_key)
-    repin(db.session, router, actor="cli")
+    repin(db.session, router, actor=_actor())
     db.session.commit()
     click.echo(f"Forgot {previous} of {name}; the next connection pins what the router presents then.")
 
@@ -215,10 +215,14 @@ def keys_rotate():
     """
     from .crypto import rotate
 
+    from .. import audit
+
     try:
         done, unreadable = rotate(db.session, settings())
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
+    audit.record(db.session, actor=_actor(), action="keys.rotate",
+                 criteria={"re_encrypted": done, "unreadable": unreadable})
     db.session.commit()
     click.echo(f"Re-encrypted the passwords of {len(done)} router(s) with the current key.")
     if unreadable:
