@@ -1,13 +1,13 @@
 """Security hardening: pinned router keys, revocable sessions and expiring one-time passwords.
 
 Revision ID: hardening_security
-Revises: audit_keyed_chain
+Revises: collector_exporter_trust
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = "hardening_security"
-down_revision = "audit_keyed_chain"
+down_revision = "collector_exporter_trust"
 branch_labels = None
 depends_on = None
 
