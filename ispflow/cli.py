@@ -228,6 +228,12 @@ from .routers.cli import keys_group, routers_group  # noqa: E402
 
 cli.add_command(routers_group)
 cli.add_command(keys_group)
+from .security.commands import findings as _findings_command  # noqa: E402
+
+cli.add_command(_findings_command)
+from .alerts.commands import alerts_group  # noqa: E402
+
+cli.add_command(alerts_group)
 
 
 def main():

@@ -10,4 +10,4 @@ blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("isp
 
 # Views register on the blueprint when their module is imported.
 from . import access, headers, overview, subscribers  # noqa: E402,F401
-from . import audit, exporters, routers, search, settings, status, storage  # noqa: E402,F401
+from . import alerts, audit, exporters, routers, search, security, settings, status, storage  # noqa: E402,F401

@@ -1,13 +1,13 @@
 """Security hardening: pinned router keys, revocable sessions and expiring one-time passwords.
 
 Revision ID: hardening_security
-Revises: collector_exporter_trust
+Revises: security_findings_alerts
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = "hardening_security"
-down_revision = "collector_exporter_trust"
+down_revision = "security_findings_alerts"
 branch_labels = None
 depends_on = None
 
