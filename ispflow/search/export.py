@@ -31,6 +31,8 @@ BOM = "\ufeff".encode()
 
 # Columns holding free text that people chose, neutralised against formula injection.
 TEXT_COLUMNS = ("account_id", "service_id", "exporter")
+# What a spreadsheet reads as the start of a formula (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 NEUTRALISATION = (
     "Cells of " + ", ".join(TEXT_COLUMNS) + " that begin with =, +, -, @, tab or carriage return have a single "
     "quote (') put in front and are always quoted (OWASP's advice against CSV formula injection); remove that "
@@ -38,11 +40,18 @@ NEUTRALISATION = (
 )
 
 
+def neutralised_cell(value):
+    """A CSV cell a spreadsheet will not run: text starting like a formula gets a quote in front."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _neutralised(expression: str) -> str:
-    """SQL for ``expression`` with a quote put in front when a spreadsheet would run it."""
+    """``neutralised_cell`` in SQL, for the exports PostgreSQL writes itself (COPY)."""
+    starts = ", ".join("E'" + c.encode("unicode_escape").decode() + "'" for c in FORMULA_STARTS)
     quote = "''''"  # SQL for a string of one single quote
-    return (f"case when left({expression}, 1) in ('=', '+', '-', '@', E'\\t', E'\\r') "
-            f"then {quote} || {expression} else {expression} end")
+    return f"case when left({expression}, 1) in ({starts}) then {quote} || {expression} else {expression} end"
 
 # (CSV header, SQL expression over the flow f and its exporter e); the session time zone is
 # the ISP's during the export, so to_char shows local time with its offset.
