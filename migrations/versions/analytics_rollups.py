@@ -1,13 +1,13 @@
 """Traffic roll-ups for graphs, top reports and billing, and the roll-up job's watermark.
 
 Revision ID: analytics_rollups
-Revises: security_findings_alerts
+Revises: hardening_security
 Create Date: 2026-11-29
 """
 from alembic import op
 
 revision = "analytics_rollups"
-down_revision = "security_findings_alerts"
+down_revision = "hardening_security"
 branch_labels = None
 depends_on = None
 
