@@ -117,10 +117,12 @@ def _quoted(argument: str) -> str:
 
 
 def environment_file(settings: Settings, environ=None) -> str:
-    """The environment file: every ``ISPFLOW_*`` set now, and a secret key if none is."""
+    """The environment file: every ``ISPFLOW_*`` set now, a secret key if none is, and the
+    collector's metrics on 127.0.0.1:9465 unless another address is set."""
     environ = os.environ if environ is None else environ
     values = {k: v for k, v in sorted(environ.items()) if k.startswith("ISPFLOW_") and "\n" not in v}
     values.setdefault("ISPFLOW_SECRET_KEY", settings.SECRET_KEY or secrets.token_hex(32))
+    values.setdefault("ISPFLOW_COLLECTOR_METRICS_LISTEN", "127.0.0.1:9465")
     head = ["# ispflow settings for its systemd units (ispflow install-units); see README 'Configuration'."]
     return "\n".join(head + [f"{key}={value}" for key, value in values.items()]) + "\n"
 

@@ -17,6 +17,7 @@ PAGES = {
     "/netflow/storage": {"admin"},
     "/netflow/routers": {"admin", "technician"},
     "/netflow/routers/new": {"admin", "technician"},
+    "/netflow/metrics": {"admin", "technician"},
 }
 
 

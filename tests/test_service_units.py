@@ -33,7 +33,8 @@ def installed(tmp_path, database_url, redis_url, monkeypatch):
     environ = {"ISPFLOW_DATABASE_URL": database_url, "ISPFLOW_REDIS_URL": redis_url,
                "ISPFLOW_SPOOL_DIR": str(tmp_path / "spool"), "ISPFLOW_STATE_DIR": str(tmp_path / "state"),
                "ISPFLOW_EXPORT_DIR": str(tmp_path / "exports"),
-               "ISPFLOW_COLLECTOR_LISTEN": f"127.0.0.1:{free_udp_port()}"}
+               "ISPFLOW_COLLECTOR_LISTEN": f"127.0.0.1:{free_udp_port()}",
+               "ISPFLOW_COLLECTOR_METRICS_LISTEN": f"127.0.0.1:{free_tcp_port()}"}
     for key in [k for k in os.environ if k.startswith("ISPFLOW_")]:
         monkeypatch.delenv(key)
     for key, value in environ.items():
@@ -154,6 +155,9 @@ def test_the_three_processes_start_from_the_units_and_stop_on_sigterm(installed,
         assert wait_until(beat)
         assert wait_until(lambda: len(Worker.all(connection=redis_conn)) > 0)
         assert wait_until(panel_answers)
+        metrics = parse_environment_file(env_file.read_text())["ISPFLOW_COLLECTOR_METRICS_LISTEN"]
+        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as response:
+            assert b"ispflow_collector_packets_total" in response.read()
         assert all(p.poll() is None for p in processes.values())
     finally:
         for process in processes.values():

@@ -41,6 +41,7 @@ def collector_command(listen, writers):
     collector = Collector(
         config["ISPFLOW_DATABASE_URL"], list(listen), config["ISPFLOW_SPOOL_DIR"], config["ISPFLOW_STATE_DIR"],
         spool_max_bytes=config["ISPFLOW_SPOOL_MAX_BYTES"], writers=writers,
+        metrics_listen=config["ISPFLOW_COLLECTOR_METRICS_LISTEN"] or None,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -50,6 +51,8 @@ def collector_command(listen, writers):
     except OSError as error:
         fail(f"cannot listen on {', '.join(listen)} ({error.strerror or error}).")
     click.echo(f"ispflow collector: receiving on {', '.join(listen)} (ports {collector.ports()})", err=True)
+    if collector.metrics_port:
+        click.echo(f"ispflow collector: metrics on port {collector.metrics_port}", err=True)
     done.wait()
     click.echo("ispflow collector: stopping, storing what was received", err=True)
     collector.stop()

@@ -32,6 +32,7 @@ from .attribution import SubscriberDirectory
 from .decoder import DecodeError, FlowDecoder
 from .enrich import EnrichedFlows, enrich
 from .exporters import ExporterRegistry
+from .metrics import CollectorMetrics
 from .sockets import kernel_drops, open_udp, parse_listen, receive_buffer
 from .spool import Spool
 from .writer import copy_flows, copy_nat, encode, encode_nat
@@ -62,7 +63,7 @@ class Collector:
     def __init__(self, database_url: str, listen: list[str], spool_dir: str, state_dir: str,
                  spool_max_bytes: int = 1 << 30, writers: int = 2, flush_interval: float = 0.5,
                  max_batch: int = 50_000, heartbeat_interval: float = 5.0, directory_refresh: float = 60.0,
-                 name: str | None = None):
+                 name: str | None = None, metrics_listen: str | None = None):
         self.database_url = database_url
         self.dsn = psycopg2_dsn(database_url)
         self.listen = [parse_listen(value) for value in listen]
@@ -90,6 +91,8 @@ class Collector:
                              decode_errors=0, lost_flows=0, spooled_batches=0, replayed_batches=0,
                              kernel_drops=0, spool_dropped_batches=0)
         self._counter_lock = threading.Lock()
+        self.metrics = CollectorMetrics(self)
+        self.metrics_listen, self.metrics_port = metrics_listen, None
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -100,6 +103,8 @@ class Collector:
             log.info("listening on %s (receive buffer %d bytes)", sock.getsockname()[:2], receive_buffer(sock))
         self._refresh_directory()
         self._check_database()
+        if self.metrics_listen:
+            self.metrics_port = self.metrics.serve(self.metrics_listen)
         self._spawn(self._receive, "receiver")
         for i in range(self.writers):
             self._spawn(self._write, f"writer-{i}")
@@ -118,6 +123,7 @@ class Collector:
             sock.close()
         self._save_state()
         self._heartbeat()
+        self.metrics.close()
 
     def _spawn(self, target, name) -> None:
         thread = threading.Thread(target=self._guard(target), name=f"collector-{name}", daemon=True)
@@ -230,6 +236,7 @@ class Collector:
             conn.close()
 
     def _store(self, conn, item) -> None:
+        started = time.monotonic()
         try:
             ids = self.exporters.ids(conn, item.flows.exporters if isinstance(item, EnrichedFlows)
                                      else item.exporters)
@@ -242,6 +249,7 @@ class Collector:
                 copy_nat(conn, encode_nat(item, ids, subscriber, self.directory.subscribers))
                 conn.commit()
                 self._count(nat_stored=len(item))
+            self.metrics.batch_latency.observe(time.monotonic() - started)
         except DATABASE_ERRORS:
             raise
         except psycopg2.Error:

@@ -7,4 +7,4 @@ blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("isp
 
 # Views register on the blueprint when their module is imported.
 from . import access, overview, subscribers  # noqa: E402,F401
-from . import audit, routers, search, settings, status, storage  # noqa: E402,F401
+from . import audit, metrics, routers, search, settings, status, storage  # noqa: E402,F401
