@@ -89,7 +89,10 @@ class Collector:
         self.started_at = time.time()
         self.counters = dict(packets=0, bytes_received=0, records=0, flows_stored=0, nat_stored=0,
                              decode_errors=0, lost_flows=0, spooled_batches=0, replayed_batches=0,
-                             kernel_drops=0, spool_dropped_batches=0)
+                             kernel_drops=0, spool_dropped_batches=0, module_disabled_packets=0)
+        # Switched off in the module settings: datagrams are counted, not decoded nor stored.
+        self.module_enabled = threading.Event()
+        self.module_enabled.set()
         self._counter_lock = threading.Lock()
         self.metrics = CollectorMetrics(self)
         self.metrics_listen, self.metrics_port = metrics_listen, None
@@ -102,6 +105,7 @@ class Collector:
         for sock in self.sockets:
             log.info("listening on %s (receive buffer %d bytes)", sock.getsockname()[:2], receive_buffer(sock))
         self._refresh_directory()
+        self._refresh_enabled()
         self._check_database()
         if self.metrics_listen:
             self.metrics_port = self.metrics.serve(self.metrics_listen)
@@ -174,6 +178,9 @@ class Collector:
         self.batches.put(None)  # tell the writers to finish
 
     def _packet(self, packet: bytes, exporter: str) -> int:
+        if not self.module_enabled.is_set():
+            self._count(packets=1, bytes_received=len(packet), module_disabled_packets=1)
+            return 0
         received_at = time.time()
         self._count(packets=1, bytes_received=len(packet))
         try:
@@ -274,6 +281,7 @@ class Collector:
             if self.database_up.is_set() and len(self.spool):
                 self._replay()
             if now - last_beat >= self.heartbeat_interval or stopping:
+                self._refresh_enabled()
                 self._heartbeat()
                 self._save_state()
                 last_beat = now
@@ -352,6 +360,18 @@ class Collector:
                 self.directory = SubscriberDirectory.load(conn, own)
         except sa.exc.OperationalError:
             return
+
+    def _refresh_enabled(self) -> None:
+        """Follow the module's on/off switch (kept as it was while the database is unreachable)."""
+        try:
+            with engine_for(self.database_url).connect() as conn:
+                enabled = module_settings.load(conn).enabled
+        except sa.exc.OperationalError:
+            return
+        if enabled != self.module_enabled.is_set():
+            log.warning("the NetFlow module was switched %s in its settings; %s", "on" if enabled else "off",
+                        "storing flows again" if enabled else "datagrams are counted and dropped")
+            (self.module_enabled.set if enabled else self.module_enabled.clear)()
 
     def _load_state(self) -> None:
         try:

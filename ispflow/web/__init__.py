@@ -6,5 +6,5 @@ from ..database import package_path
 blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("ispflow.templates")))
 
 # Views register on the blueprint when their module is imported.
-from . import access, overview, subscribers  # noqa: E402,F401
+from . import access, overview, subscribers, switch  # noqa: E402,F401
 from . import audit, metrics, routers, search, settings, status, storage  # noqa: E402,F401

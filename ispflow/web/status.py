@@ -8,7 +8,7 @@ from ..jobs import PERIODIC_JOBS
 from ..roles import ADMIN, STAFF, TECHNICIAN
 from ..status import cached_status, current_status
 from . import blueprint
-from .access import current_user, menu_entry, roles_required
+from .access import current_user, menu_entry, module_enabled, roles_required
 
 
 @blueprint.route("/status")
@@ -27,8 +27,8 @@ def status_banner():
         if g.get("ispflow_banner_shown") or "ispflow" not in current_app.extensions:
             return None
         user = current_user()
-        if user is None or user.role not in STAFF:
-            return None
+        if user is None or user.role not in STAFF or not module_enabled():
+            return None  # switched off, the module raises no alarm (the status may be cached)
         g.ispflow_banner_shown = True
         return cached_status(settings()).collecting_problem
 
