@@ -222,7 +222,7 @@ def register(driver: type[RouterDriver]) -> type[RouterDriver]:
 
 
 def driver_for(vendor: str) -> type[RouterDriver]:
-    from . import cisco, mikrotik  # noqa: F401  (drivers register on import)
+    from . import cisco, junos, mikrotik, vyos  # noqa: F401  (drivers register on import)
 
     try:
         return DRIVERS[vendor]
@@ -231,7 +231,7 @@ def driver_for(vendor: str) -> type[RouterDriver]:
 
 
 def vendors() -> list[str]:
-    from . import cisco, mikrotik  # noqa: F401
+    from . import cisco, junos, mikrotik, vyos  # noqa: F401
 
     return list(DRIVERS)
 
