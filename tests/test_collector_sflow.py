@@ -50,3 +50,12 @@ def test_an_sflow_agent_is_registered_as_an_sflow_exporter(collector, db_engine)
     with db_engine.connect() as conn:
         exporter = conn.execute(sa.text("select netflow_version, flows, lost_flows from ispflow.exporters")).one()
     assert tuple(exporter) == (SFLOW_VERSION_CODE, 2, 2)
+
+
+def test_the_status_page_names_an_sflow_exporter(collector, db_engine, auth, client):
+    flow = Flow("10.0.0.1", "198.51.100.1", 40001, 443, 6, 1, 100, 0)
+    send([sf.datagram([sf.flow_sample([sf.raw_header(sf.flow_frame(flow))])])], collector.ports()[0])
+    collector.wait_for_flows(db_engine, 1)
+    collector.stop()
+    auth.login("admin")
+    assert b"<td>sFlow v5</td>" in client.get("/netflow/status").data

@@ -6,7 +6,7 @@ from flask import current_app, g, render_template
 from ..extension import settings
 from ..jobs import PERIODIC_JOBS
 from ..roles import ADMIN, STAFF, TECHNICIAN
-from ..status import cached_status, current_status
+from ..status import EXPORT_FORMATS, cached_status, current_status
 from . import blueprint
 from .access import current_user, menu_entry, module_enabled, roles_required
 
@@ -16,7 +16,8 @@ from .access import current_user, menu_entry, module_enabled, roles_required
 @roles_required(ADMIN, TECHNICIAN)
 def status_page():
     status = current_status(settings())
-    return render_template("ispflow/status.html", status=status, periodic_jobs=PERIODIC_JOBS)
+    return render_template("ispflow/status.html", status=status, periodic_jobs=PERIODIC_JOBS,
+                           export_formats=EXPORT_FORMATS)
 
 
 @blueprint.app_context_processor
