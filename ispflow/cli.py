@@ -119,9 +119,9 @@ def subscribers_import(file):
 
     try:
         rows = read_csv(file)
+        count = save_assignments(db.session, rows)
     except ValueError as exc:
         fail(f"{file.name}: {exc}.")
-    count = save_assignments(db.session, rows)
     db.session.commit()
     click.echo(f"Imported {count} assignments.")
 
@@ -136,7 +136,11 @@ def subscribers_sync():
     rows = state().extension.host_assignments()
     if rows is None:
         fail("this panel registers no assignments_loader; import a CSV file instead.")
-    count = replace_source(db.session, [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows], "host")
+    try:
+        count = replace_source(db.session, [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows],
+                               "host")
+    except ValueError as exc:
+        fail(f"the host panel's directory: {exc}.")
     db.session.commit()
     click.echo(f"Synchronised {count} assignments from the host panel.")
 

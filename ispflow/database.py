@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, registry
 
 from .config import ConfigError
 
@@ -21,7 +21,8 @@ SCHEMA = "ispflow"
 class Base(DeclarativeBase):
     """Declarative base of every ispflow table; all of them live in schema ``ispflow``."""
 
-    metadata = sa.MetaData(schema=SCHEMA)
+    # Every string column is PostgreSQL text.
+    registry = registry(metadata=sa.MetaData(schema=SCHEMA), type_annotation_map={str: sa.Text})
 
 
 class DatabaseError(ConfigError):

@@ -3,8 +3,8 @@ counted from sample sequence numbers, and malformed datagrams raise DecodeError.
 import pytest
 from hypothesis import given, strategies as st
 
-from ispflow.collector import synthetic
-from ispflow.collector.batches import check
+from tests import synthetic
+from tests.collector_helpers import check
 from ispflow.collector.decoder import DecodeError, FlowDecoder
 from ispflow.collector.sflow import SFLOW_VERSION_CODE, is_sflow
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from ispflow.module_settings import ModuleSettings, save
 from ispflow.search import jobs
 from ispflow.search.export import HEADER
-from ispflow.search.sample_flows import flow, insert_exporter, insert_flows
+from tests.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.subscribers import Assignment, save_assignments
 from ispflow.testing import csrf_token
 
@@ -80,7 +80,8 @@ def test_a_small_export_has_the_decree_columns_local_times_and_a_bom(auth, clien
         "start": "2026-01-10T11:00:00.250+01:00", "end": "2026-01-10T11:00:01.750+01:00", "duration_s": "1.500",
         "src_addr": "100.64.0.10", "src_port": "51000", "dst_addr": "198.51.100.1", "dst_port": "443",
         "protocol": "6", "bytes": "5000", "packets": "7", "event_status": "success", "direction": "out",
-        "in_if": "2", "out_if": "1", "exporter": "edge-ž"}]
+        "in_if": "2", "out_if": "1", "exporter": "edge-ž", "post_nat_src_addr": "",
+        "post_nat_src_port": "", "post_nat_dst_addr": "", "post_nat_dst_port": ""}]
 
 
 def test_ipv6_rows_export_with_plain_addresses(auth, client, flows):

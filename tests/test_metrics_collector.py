@@ -6,7 +6,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ispflow.collector import synthetic
+from tests import synthetic
 from ispflow.testing import RunningCollector
 
 from . import sflow_packets as sf

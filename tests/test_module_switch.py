@@ -8,7 +8,7 @@ from flask import Flask, render_template_string
 from sqlalchemy.orm import Session
 
 from ispflow import CurrentUser, ISPFlow, audit, module_settings
-from ispflow.collector import synthetic
+from tests import synthetic
 from ispflow.retention.jobs import run_retention
 from ispflow.routers import service
 from ispflow.routers.jobs import check_all_routers

@@ -29,7 +29,7 @@ def test_add_reads_the_password_from_stdin_and_list_shows_the_router(runner, mik
 def test_add_explains_a_bad_option_in_one_sentence(runner, mikrotik):
     result = add(runner, mikrotik(), "edge-2", "--interfaces", "all", "--collector", "collector:2055")
     assert result.exit_code == 2
-    assert "--collector: 'collector' is not an IP address" in result.output
+    assert "--collector: 'collector:2055' is not ADDRESS:PORT (an IP address, not a host name)" in result.output
 
 
 def test_add_refuses_cisco_without_interfaces(runner):

@@ -87,7 +87,7 @@ def test_bad_fields_are_explained_next_to_the_field(auth, client, db_engine):
     page = client.post("/netflow/routers/new", data={**form_data(collector="collector.example:2055"),
                                                       "csrf_token": token}).data.decode()
     field = re.search(r'<div class="field">\s*<label for="collector".*?</div>', page, re.S).group(0)
-    assert "is not an IP address (routers export to an address, not a name)." in field
+    assert "is not ADDRESS:PORT (an IP address, not a host name)" in field
     assert PASSWORD not in page
 
 

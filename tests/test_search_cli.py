@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from ispflow.module_settings import ModuleSettings, save
 from ispflow.search import commands
 from ispflow.search.export import HEADER
-from ispflow.search.sample_flows import flow, insert_flows, insert_nat_events, nat_event
+from tests.sample_flows import flow, insert_flows, insert_nat_events, nat_event
 
 ISPFLOW = str(Path(sys.executable).with_name("ispflow"))
 

@@ -23,7 +23,7 @@ def collector_command(listen, writers):
     from ..cli import fail
     from ..database import engine_for
     from .server import Collector
-    from .sockets import parse_listen
+    from ..endpoints import parse_endpoint
 
     config = current_app.config
     if not listen:
@@ -34,14 +34,20 @@ def collector_command(listen, writers):
                 listen = (module_settings.load(conn).collector_listen,)
     try:
         for value in listen:
-            parse_listen(value)
+            parse_endpoint(value, listen=True)
     except ValueError as error:
-        fail(f"{error}.")
+        fail(f"--listen: {error}.")
+    metrics_listen = config["ISPFLOW_COLLECTOR_METRICS_LISTEN"] or None
+    if metrics_listen:
+        try:
+            parse_endpoint(metrics_listen, listen=True)
+        except ValueError as error:
+            fail(f"ISPFLOW_COLLECTOR_METRICS_LISTEN: {error}.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     collector = Collector(
         config["ISPFLOW_DATABASE_URL"], list(listen), config["ISPFLOW_SPOOL_DIR"], config["ISPFLOW_STATE_DIR"],
         spool_max_bytes=config["ISPFLOW_SPOOL_MAX_BYTES"], writers=writers,
-        metrics_listen=config["ISPFLOW_COLLECTOR_METRICS_LISTEN"] or None,
+        metrics_listen=metrics_listen,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -11,7 +11,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .sockets import kernel_drops, parse_listen
+from ..endpoints import parse_endpoint
+from .sockets import kernel_drops
 
 # counter key in Collector.counters -> (metric name without ispflow_collector_ and _total, help)
 COUNTERS = {
@@ -115,7 +116,7 @@ class CollectorMetrics:
     # -- the HTTP listener ---------------------------------------------------------------------
     def serve(self, listen: str) -> int:
         """Serve ``/metrics`` on HOST:PORT (port 0: any free one); returns the port."""
-        host, port = parse_listen(listen)
+        host, port = parse_endpoint(listen, listen=True)
         self._server, _ = start_http_server(port, addr=host, registry=self.registry)
         return self._server.server_address[1]
 

@@ -27,7 +27,7 @@ sFlow agents may send to the NetFlow port or to sFlow's own 6343 added as a list
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields as dataclass_fields
 
 import numpy as np
 
@@ -138,8 +138,8 @@ class SflowDecoder:
             src_addr[i, :len(src[i])] = np.frombuffer(src[i], dtype=np.uint8)
             dst_addr[i, :len(dst[i])] = np.frombuffer(dst[i], dtype=np.uint8)
         ts = np.array(ts, dtype=np.int64)
-        return FlowBatch(
-            exporter=np.array(exporter, dtype=np.int32), ts_start=ts, ts_end=ts.copy(),
+        return _with_absent_columns(
+            n, exporter=np.array(exporter, dtype=np.int32), ts_start=ts, ts_end=ts.copy(),
             family=np.array(family, dtype=np.uint8), src_addr=src_addr, dst_addr=dst_addr,
             src_port=np.array(sport, dtype=np.int32), dst_port=np.array(dport, dtype=np.int32),
             protocol=np.array(protocol, dtype=np.int16), tcp_flags=np.array(flags, dtype=np.int16),
@@ -251,6 +251,17 @@ class SflowDecoder:
         error = DecodeError(message)
         error.info = info if info.records or info.counter_samples else None
         return error
+
+
+def _with_absent_columns(n: int, **columns) -> FlowBatch:
+    """A batch of these columns; the others (what sFlow does not carry, such as a NAT
+    translation) absent: -1 in signed columns, 0 (no address family) in unsigned ones."""
+    for f in dataclass_fields(FlowBatch):
+        if f.name not in columns:
+            dtype, width = f.metadata["dtype"], f.metadata["width"]
+            columns[f.name] = np.full((n,) if width is None else (n, width),
+                                      ABSENT if np.issubdtype(dtype, np.signedinteger) else 0, dtype=dtype)
+    return FlowBatch(**columns)
 
 
 def _records(body: bytes, pos: int, count: int, kind: str):

@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from ..config import ConfigError, Settings
 from ..database import engine_for
-from .base import NETFLOW_VERSIONS, ClockState, RouterError, RouterSpec, driver_for, parse_host_port, vendors
+from ..endpoints import EndpointError, format_endpoint, parse_endpoint
+from .base import NETFLOW_VERSIONS, ClockState, RouterError, RouterSpec, driver_for, vendors
 from .crypto import decrypt, encrypt
 from .models import Router, RouterJob
 
@@ -83,10 +84,9 @@ def check_collector(text: str | None) -> str | None:
     if not (text or "").strip():
         return None
     try:
-        host, port = parse_host_port(text)
-    except ValueError as exc:
-        raise InvalidRouter("collector", f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return format_endpoint(*parse_endpoint(text))
+    except EndpointError as exc:
+        raise InvalidRouter("collector", f"{exc}.") from None
 
 
 def check_fields(vendor: str, netflow_version: str, port, timeout_s) -> None:
@@ -180,8 +180,8 @@ def collector_of(router: Router, settings: Settings) -> tuple[str, int]:
                           "set the router's collector (HOST:PORT), the module settings' export address "
                           "or ISPFLOW_EXPORT_TARGET.")
     try:
-        return parse_host_port(text)
-    except ValueError as exc:
+        return parse_endpoint(text)
+    except EndpointError as exc:
         raise ConfigError(f"The collector address of router {router.name} is wrong: {exc}.") from None
 
 
@@ -206,8 +206,8 @@ def spec_for(router: Router, settings: Settings, with_password: bool = True,
     previous = None
     if router.provisioned_collector:
         try:
-            previous = parse_host_port(router.provisioned_collector)
-        except ValueError:
+            previous = parse_endpoint(router.provisioned_collector)
+        except EndpointError:
             previous = None
     return RouterSpec(
         host=router.host, port=router.port, username=router.username,

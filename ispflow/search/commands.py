@@ -131,10 +131,11 @@ def _table_line(values) -> str:
 @click.command("who")
 @click.option("--ip", "address", required=True, help="IPv4 or IPv6 address (public, behind CGNAT).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Public port behind CGNAT.")
+@click.option("--remote", help="The remote side's address, when known (narrows NAT records).")
 @click.option("--at", "moment", required=True, help="ISO 8601 moment (the ISP's time zone unless an offset is given).")
 @click.option("--case", "case_ref", required=True, help="Case reference or legal basis (audited).")
 @with_appcontext
-def who(address, port, moment, case_ref):
+def who(address, port, remote, moment, case_ref):
     """Which account, service and private address held ADDRESS (and port) at the moment."""
     from .service import lookup
 
@@ -143,16 +144,29 @@ def who(address, port, moment, case_ref):
         zone = load(conn).zone
         try:
             address = str(parse_address(address))
+            remote = str(parse_address(remote)) if remote else None
             at = parse_moment(moment, zone, "--at")
         except ValueError as exc:
             fail(str(exc))
         if not case_ref.strip():
             fail("--case: a case reference or legal basis is required.")
-        holder = lookup(conn, address, at, port, case_ref=case_ref.strip(), actor=actor(), role=CLI_ROLE)
+        holder = lookup(conn, address, at, port, case_ref=case_ref.strip(), actor=actor(), role=CLI_ROLE,
+                        remote=remote)
     shown = at.astimezone(zone).isoformat()
     if holder is None:
         click.echo(f"No subscriber held {address} at {shown}.")
         sys.exit(1)
+    if holder.ambiguous:
+        click.echo(f"{len(holder.candidates)} candidates: {holder.reason}.")
+        for candidate in holder.candidates:
+            click.echo(_holder_line(candidate))
+        return
+    click.echo(_holder_line(holder))
+    if holder.reason:
+        click.echo(f"note: {holder.reason}.")
+
+
+def _holder_line(holder) -> str:
     line = f"account={holder.account or '-'} service={holder.service or '-'}"
     if holder.behind_nat:
         line += f" private={holder.private_addr}"
@@ -160,9 +174,12 @@ def who(address, port, moment, case_ref):
             line += f":{holder.private_port}"
         if holder.port_block:
             line += f" port_block={holder.port_block[0]}-{holder.port_block[1]}"
+        if holder.source == "flow":
+            line += f" public_port={holder.public_port if holder.public_port is not None else 'not-reported'}"
+            line += f" remote={holder.remote or 'several'} source=flow-records"
     if holder.prefix:
         line += f" prefix={holder.prefix}"
-    click.echo(line)
+    return line
 
 
 @click.group("audit")

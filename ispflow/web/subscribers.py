@@ -8,7 +8,7 @@ from wtforms.validators import DataRequired, ValidationError
 
 from ..extension import session
 from ..roles import ADMIN
-from ..subscribers import IPAssignment, parse_time, read_csv, save_assignments, who
+from ..subscribers import IPAssignment, OverlapError, parse_time, read_csv, save_assignments, who
 from . import blueprint
 from .access import menu_entry, roles_required
 from .forms import CSRFForm, QueryForm
@@ -59,10 +59,14 @@ def subscribers():
         answer = who(db, lookup.ip.data.strip(), parse_time(lookup.at.data)) or False
     upload = ImportForm.from_request()
     if upload.submitted_and_valid():
-        count = save_assignments(db, upload.rows)
-        db.commit()
-        flash(f"Imported {count} assignments.", "success")
-        return redirect(url_for(".subscribers"))
+        try:
+            count = save_assignments(db, upload.rows)
+        except OverlapError as exc:
+            upload.file.errors.append(f"{exc}; nothing was imported.")
+        else:
+            db.commit()
+            flash(f"Imported {count} assignments.", "success")
+            return redirect(url_for(".subscribers"))
     rows = db.execute(
         sa.select(IPAssignment).order_by(IPAssignment.account, IPAssignment.valid_from).limit(PAGE_SIZE)
     ).scalars()
