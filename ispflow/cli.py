@@ -56,12 +56,18 @@ def db_group():
 @db_group.command("upgrade")
 @with_appcontext
 def db_upgrade():
-    """Create or upgrade the schema (idempotent); creates the database and extension if needed."""
-    from .database import current_revision, upgrade
+    """Create or upgrade the schema as the owner, and the app's role (idempotent).
 
-    url = database_url()
-    upgrade(url)
-    click.echo(f"Database schema at revision {current_revision(url)}.")
+    Creates the database, the extension and the role ISPFLOW_DATABASE_URL names when missing.
+    """
+    from .database import current_revision, upgrade
+    from .extension import settings
+
+    owner_url = settings().owner_database_url
+    warning = upgrade(owner_url, app_url=database_url())
+    if warning:
+        click.echo(f"ispflow: warning: {warning}", err=True)
+    click.echo(f"Database schema at revision {current_revision(owner_url)}.")
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -110,18 +116,32 @@ def subscribers_group():
     """The subscriber directory: who held which address when."""
 
 
+def _cli_actor() -> str:
+    from .search.commands import actor
+
+    return actor()
+
+
 @subscribers_group.command("import")
-@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("file", type=click.File("rb"))
 @with_appcontext
 def subscribers_import(file):
-    """Import FILE.csv with header account,service,prefix,valid_from,valid_to."""
-    from .subscribers import read_csv, save_assignments
+    """Import FILE.csv with header account,service,prefix,valid_from,valid_to (audited with its SHA-256)."""
+    import hashlib
+    import io
 
+    from .subscribers import read_csv, record_change, save_assignments
+
+    content = file.read()
     try:
-        rows = read_csv(file)
+        rows = read_csv(io.StringIO(content.decode("utf-8-sig")))
         count = save_assignments(db.session, rows)
+    except UnicodeDecodeError:
+        fail(f"{file.name}: not UTF-8 text.")
     except ValueError as exc:
         fail(f"{file.name}: {exc}.")
+    record_change(db.session, actor=_cli_actor(), role=None, action="subscribers.import", rows=count,
+                  sha256=hashlib.sha256(content).hexdigest(), file=file.name)
     db.session.commit()
     click.echo(f"Imported {count} assignments.")
 
@@ -129,18 +149,20 @@ def subscribers_import(file):
 @subscribers_group.command("sync")
 @with_appcontext
 def subscribers_sync():
-    """Copy the host panel's subscriber directory (its assignments_loader) into ispflow."""
+    """Copy the host panel's subscriber directory (its assignments_loader) into ispflow (audited)."""
     from .extension import state
-    from .subscribers import Assignment, replace_source
+    from .subscribers import Assignment, record_change, replace_source, rows_sha256
 
     rows = state().extension.host_assignments()
     if rows is None:
         fail("this panel registers no assignments_loader; import a CSV file instead.")
     try:
-        count = replace_source(db.session, [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows],
-                               "host")
+        rows = [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows]
+        count = replace_source(db.session, rows, "host")
     except ValueError as exc:
         fail(f"the host panel's directory: {exc}.")
+    record_change(db.session, actor=_cli_actor(), role=None, action="subscribers.sync", rows=count,
+                  sha256=rows_sha256(rows), source="host")
     db.session.commit()
     click.echo(f"Synchronised {count} assignments from the host panel.")
 
@@ -148,12 +170,13 @@ def subscribers_sync():
 @subscribers_group.command("who")
 @click.option("--ip", "address", required=True, help="IPv4 or IPv6 address.")
 @click.option("--at", "moment", required=True, help="ISO 8601 date-time (UTC unless an offset is given).")
+@click.option("--case", "case_ref", help="Case reference or legal basis (audited).")
 @with_appcontext
-def subscribers_who(address, moment):
-    """Print the account and service that held ADDRESS at the given moment."""
+def subscribers_who(address, moment, case_ref):
+    """Print the account and service that held ADDRESS at the given moment (audited)."""
     import ipaddress
 
-    from .subscribers import parse_time, who
+    from .subscribers import parse_time, record_lookup, who
 
     try:
         ipaddress.ip_address(address)
@@ -161,6 +184,9 @@ def subscribers_who(address, moment):
     except ValueError as exc:
         fail(f"{exc}." if "--at" in str(exc) else f"{address!r} is not an IP address.")
     found = who(db.session, address, at)
+    record_lookup(db.session, actor=_cli_actor(), role=None, address=address, at=at, found=found,
+                  case_ref=(case_ref or "").strip() or None)
+    db.session.commit()
     if found is None:
         click.echo(f"No subscriber held {address} at {at.isoformat()}.")
         sys.exit(1)

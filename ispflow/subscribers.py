@@ -14,7 +14,9 @@ applies the same rule in memory, and ``tests/test_who_rule.py`` holds them to on
 from __future__ import annotations
 
 import csv
+import hashlib
 import ipaddress
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
@@ -23,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.dialects.postgresql import CIDR, ExcludeConstraint, insert
 
+from . import audit
 from .database import Base
 
 CSV_HEADER = ["account", "service", "prefix", "valid_from", "valid_to"]
@@ -210,3 +213,26 @@ def assignments_of_account(session: Session, account: str, at: datetime | None =
         .order_by(IPAssignment.prefix)
     )
     return list(session.execute(query).scalars())
+
+
+def rows_sha256(rows: Iterable[Assignment]) -> str:
+    """SHA-256 of assignments in a canonical form: what a sync (which has no file) imported."""
+    canonical = [[r.account, r.service, r.prefix, r.valid_from.isoformat(),
+                  r.valid_to.isoformat() if r.valid_to else None] for r in rows]
+    return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+
+
+def record_change(session: Session, *, actor: str, role: str | None, action: str, rows: int, sha256: str,
+                  **details) -> int:
+    """Audit an import or sync in its own transaction: it changes every later answer of "who held"."""
+    return audit.record(session, actor=actor, role=role, action=action, row_count=rows,
+                        criteria={"rows": rows, "sha256": sha256, **details})
+
+
+def record_lookup(session: Session, *, actor: str, role: str | None, address: str, at: datetime,
+                  found: "IPAssignment | None", case_ref: str | None = None) -> int:
+    """Audit a directory lookup (who held an address), found or not; never what was found."""
+    return audit.record(session, actor=actor, role=role, action="who", case_ref=case_ref,
+                        row_count=1 if found is not None else 0,
+                        criteria={"ip": address, "at": at.astimezone(timezone.utc).isoformat(),
+                                  "source": "directory"})

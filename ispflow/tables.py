@@ -159,6 +159,17 @@ audit_log = sa.Table(
 )
 
 
+# Where the keyed (HMAC) chain starts and the log's oldest entry at that upgrade; written once
+# by its migration, a trigger refuses every later change.
+audit_chain = sa.Table(
+    "audit_chain", _meta,
+    sa.Column("singleton", sa.Boolean, primary_key=True, server_default=sa.true()),
+    sa.Column("keyed_from", sa.BigInteger, nullable=False),
+    sa.Column("origin_id", sa.BigInteger),
+    sa.Column("origin_hash", sa.Text),
+    sa.CheckConstraint("singleton"),
+)
+
 def names(table: sa.Table) -> tuple[str, ...]:
     """The table's column names in their order in the database."""
     return tuple(column.name for column in table.columns)

@@ -104,9 +104,35 @@ def test_the_sha256_of_the_file_matches_the_manifest_the_record_and_the_audit_lo
         entries = conn.execute(sa.text("select action, case_ref, row_count, export_sha256, criteria "
                                        "from ispflow.audit_log order by id")).all()
     assert [(e.action, e.case_ref, e.row_count, e.export_sha256) for e in entries] == [
-        ("export", "CASE-9", 1, digest), ("export.download", "CASE-9", 1, digest)]
+        ("export.start", "CASE-9", 1, None), ("export", "CASE-9", 1, digest),
+        ("export.download", "CASE-9", 1, digest)]
     assert entries[0].criteria["account"] == "ACC-2"
     assert "2001:db8::10" not in json.dumps([e.criteria for e in entries])
+
+
+def test_the_manifest_anchors_the_audit_log_at_the_exports_entry(auth, client, flows):
+    auth.login("compliance", username="olga")
+    _, manifest = finished_export(client, start_export(client, account="ACC-2"))
+    with flows.connect() as conn:
+        entry = conn.execute(sa.text("select id, hash from ispflow.audit_log where action = 'export'")).one()
+    assert manifest["audit_head"] == {"id": entry.id, "hash": entry.hash}
+
+
+def test_an_export_is_audited_before_its_first_row_is_written(auth, client, flows, monkeypatch):
+    from ispflow.search import jobs
+
+    seen = []
+    real = jobs.write_csv
+
+    def watched(dbapi, criteria, out, **kw):
+        with flows.connect() as conn:
+            seen.extend(conn.execute(sa.text("select action from ispflow.audit_log order by id")).scalars())
+        return real(dbapi, criteria, out, **kw)
+
+    monkeypatch.setattr(jobs, "write_csv", watched)
+    auth.login("compliance", username="olga")
+    finished_export(client, start_export(client, account="ACC-2"))
+    assert seen == ["export.start"]
 
 
 def test_an_officer_cannot_open_another_officers_export(auth, client, flows):

@@ -33,13 +33,13 @@ def test_migrated_database_matches_the_table_definitions(db_engine):
     assert _differences(db_engine) == []
 
 
-def test_the_comparison_notices_a_column_the_definitions_lack(db_engine):
-    with db_engine.begin() as conn:
+def test_the_comparison_notices_a_column_the_definitions_lack(owner_engine):
+    with owner_engine.begin() as conn:
         conn.execute(sa.text("alter table ispflow.settings add column stray integer"))
     try:
-        differences = _differences(db_engine)
+        differences = _differences(owner_engine)
     finally:
-        with db_engine.begin() as conn:
+        with owner_engine.begin() as conn:
             conn.execute(sa.text("alter table ispflow.settings drop column stray"))
     assert [(d[0], d[2], d[3].name) for d in differences] == [("remove_column", "settings", "stray")]
 

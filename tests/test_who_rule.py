@@ -132,12 +132,12 @@ def test_one_import_may_close_a_period_and_open_the_next_in_any_order(directory)
 
 
 @pytest.fixture
-def database_at_0001(database_url):
+def database_at_0001(owner_database_url):
     import secrets
 
     from ispflow.database import drop_database, upgrade
 
-    url = database_url.rsplit("/", 1)[0] + f"/ispflow_0001_{secrets.token_hex(3)}"
+    url = owner_database_url.rsplit("/", 1)[0] + f"/ispflow_0001_{secrets.token_hex(3)}"
     upgrade(url, "0001")
     yield url
     drop_database(url)

@@ -27,6 +27,12 @@ def routers_group():
     """Routers that export NetFlow to ispflow: add, provision, check, remove."""
 
 
+def _actor() -> str:
+    from ..search.commands import actor
+
+    return actor()
+
+
 def _router(name: str):
     router = service.find_router(db.session, name)
     if router is None:
@@ -55,7 +61,7 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
         router = service.add_router(
             db.session, settings(), name=name, vendor=vendor, host=host, port=port, username=username,
             password=password, use_tls=api_ssl, interfaces=interfaces, netflow_version=netflow_version,
-            collector=collector, source_interface=source_interface, timeout_s=timeout_s,
+            collector=collector, source_interface=source_interface, timeout_s=timeout_s, actor=_actor(),
         )
     except service.InvalidRouter as exc:
         fail(f"--{exc.field.replace('_', '-')}: {exc}" if exc.field != "password" else f"{exc} (on standard input)")
@@ -87,7 +93,7 @@ def routers_list():
 def _run(name: str, action: str) -> service.RouterJob:
     router = _router(name)
     try:
-        job = service.create_job(db.session, router, action, requested_by="cli")
+        job = service.create_job(db.session, router, action, requested_by=_actor())
     except service.JobRefused as exc:
         fail(str(exc).rstrip("."))
     db.session.commit()

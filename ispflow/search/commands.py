@@ -77,6 +77,10 @@ def search(ip, ip_side, peer, start, end, protocol, port, port_side, account, se
             field = next(iter(exc.errors))
             fail(f"{OPTION_OF_FIELD.get(field, field)}: {exc.first()}")
         if output == "csv":
+            # Audited before the first row leaves; the entry after it adds the count and the hash.
+            audit.record(conn, actor=actor(), role=CLI_ROLE, action="export.start", criteria=criteria.to_json(),
+                         case_ref=criteria.case_ref, row_count=totals(conn, criteria).flows)
+            conn.commit()
             sys.stdout.flush()
             out = sys.stdout.buffer
             dbapi = raw_connection(database_url())
@@ -188,13 +192,38 @@ def audit_group():
 
 
 @audit_group.command("verify")
+@click.option("--manifest", "manifests", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="An export manifest whose audit head to check as well (repeatable).")
 @with_appcontext
-def audit_verify():
-    """Recompute the audit log's hash chain: exit 0 when intact, 1 when broken."""
+def audit_verify(manifests):
+    """Check the audit log's keyed chain, where it starts, and its anchors (checkpoints, manifests).
+
+    Exit 0 when intact, 1 when entries were changed or removed (each finding on its own line).
+    """
+    from ..extension import settings
+
+    anchors = audit.anchors_of(settings(), manifests)
     with engine_for(database_url()).connect() as conn:
-        result = audit.verify(conn)
+        result = audit.verify(conn, anchors, key=audit.audit_key(settings()))
+        warning = audit.unprotected(conn)
+    if warning:
+        click.echo(f"ispflow: warning: {warning}", err=True)
     if result.ok:
         click.echo(f"Audit log intact: {result.message}")
         return
-    click.echo(f"Audit log broken: {result.message}", err=True)
+    for problem in result.problems:
+        click.echo(f"Audit log broken ({problem.kind}): {problem.message}", err=True)
     sys.exit(1)
+
+
+@audit_group.command("checkpoint")
+@with_appcontext
+def audit_checkpoint():
+    """Append the log's head to the checkpoint file under ISPFLOW_STATE_DIR (the periodic job does it hourly)."""
+    from ..extension import settings
+
+    written = audit.checkpoint_job(settings())
+    if written is None:
+        click.echo("The audit log is empty: nothing to anchor.")
+        return
+    click.echo(f"Checkpoint: entry {written['id']} hash {written['hash']} -> {audit.checkpoint_path(settings())}")
