@@ -185,3 +185,15 @@ def test_the_provisioning_job_configures_and_the_clock_check_reads_the_router(se
     assert any("192.0.2.10" in line for line in fake.running)
     assert service.check_all_clocks(settings.DATABASE_URL, settings)["edge-1"].endswith(
         "its flow times can be trusted as evidence.")
+
+
+@pytest.mark.parametrize("vendor, example", [("juniper_junos", "ge-0/0/1"), ("vyos", "eth0")])
+def test_adding_a_router_without_interfaces_is_refused_with_an_example(settings, db_engine, vendor, example):
+    from sqlalchemy.orm import Session
+
+    from ispflow.routers import service
+
+    with Session(db_engine) as db, pytest.raises(service.InvalidRouter) as refused:
+        service.add_router(db, settings, name="edge-1", vendor=vendor, host="192.0.2.1", username="netops",
+                           password="secret", interfaces="all", collector="192.0.2.10:2055")
+    assert refused.value.field == "interfaces" and example in str(refused.value)

@@ -142,6 +142,9 @@ class RouterDriver(abc.ABC):
     default_port: ClassVar[int]
     versions: ClassVar[tuple[str, ...]] = NETFLOW_VERSIONS
     client_library: ClassVar[str] = ""  # the module the driver talks through
+    # Whether an empty interface list can mean "all interfaces" (RouterOS' interfaces=all).
+    watches_all_interfaces: ClassVar[bool] = False
+    interface_example: ClassVar[str] = ""  # names as the router prints them, for error messages
 
     def __init__(self, spec: RouterSpec, log: Log | None = None):
         self.spec = spec

@@ -105,6 +105,7 @@ class CiscoDriver(RouterDriver):
     client_library = "netmiko"
     device_type: str
     error_pattern = ERROR_PATTERN  # how the CLI says a configuration line was refused
+    interface_example = "GigabitEthernet0/0,GigabitEthernet0/1"
 
     @staticmethod
     def version_of(show_version: str) -> str:
@@ -547,6 +548,7 @@ class CiscoXEDriver(FlexibleNetFlowDriver):
 @register
 class CiscoNXOSDriver(FlexibleNetFlowDriver):
     vendor = "cisco_nxos"
+    interface_example = "Ethernet1/1,Ethernet1/2"
     label = "Cisco NX-OS (Flexible NetFlow)"
     device_type = "cisco_nxos"
     record_lines = NXOS_RECORD

@@ -38,6 +38,7 @@ def fpc_of(name: str) -> str | None:
 @register
 class JunosDriver(CandidateConfigDriver):
     vendor = "juniper_junos"
+    interface_example = "ge-0/0/1,xe-1/0/0.100"
     label = "Juniper Junos (inline J-Flow)"
     device_type = "juniper_junos"
     versions = ("9", "ipfix")

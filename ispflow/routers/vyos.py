@@ -22,6 +22,7 @@ ERROR_PATTERN = r"(?m)(Set failed|Delete failed|is not valid|Invalid command|Not
 @register
 class VyOSDriver(CandidateConfigDriver):
     vendor = "vyos"
+    interface_example = "eth0,eth1"
     label = "VyOS / Ubiquiti EdgeOS (flow-accounting)"
     device_type = "vyos"
     error_pattern = ERROR_PATTERN
