@@ -1,4 +1,5 @@
 """A non-editable install carries the templates and the migrations as package data."""
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -8,6 +9,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_ships_templates_and_migrations(tmp_path):
+    # setuptools reuses build/ and keeps files deleted from the tree since the last build there.
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
         check=True, capture_output=True,
