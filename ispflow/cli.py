@@ -194,9 +194,10 @@ def subscribers_who(address, moment, case_ref):
 
 
 # --- the features' command groups, one line each ------------------------------------------
-from .collector.cli import collector_command  # noqa: E402
+from .collector.cli import collector_command, exporters_group  # noqa: E402
 
 cli.add_command(collector_command)
+cli.add_command(exporters_group)
 from .retention.commands import COMMANDS as _retention_commands  # noqa: E402  (worker, status, retention, storage)
 
 for _command in _retention_commands:

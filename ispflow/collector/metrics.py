@@ -26,6 +26,7 @@ COUNTERS = {
     "spooled_batches": ("spooled_batches", "Batches written to the spool while the database was behind or down."),
     "replayed_batches": ("replayed_batches", "Spooled batches stored once the database was back."),
     "spool_dropped_batches": ("spool_dropped_batches", "Batches dropped because the spool was full."),
+    "untrusted_packets": ("untrusted_packets", "Datagrams dropped because their exporter is not trusted."),
     "module_disabled_packets": ("module_disabled_packets",
                                 "Datagrams received and not stored because the module is disabled."),
 }
