@@ -210,6 +210,12 @@ cli.add_command(_search_commands.audit_group)
 from .routers.cli import routers_group  # noqa: E402
 
 cli.add_command(routers_group)
+from .security.commands import findings as _findings_command  # noqa: E402
+
+cli.add_command(_findings_command)
+from .alerts.commands import alerts_group  # noqa: E402
+
+cli.add_command(alerts_group)
 
 
 # --- production -----------------------------------------------------------------------------

@@ -35,6 +35,13 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
 
 
+def _smtp_security(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in {"none", "starttls", "tls"}:
+        raise ValueError(f"expected none, starttls or tls, got {value!r}")
+    return lowered
+
+
 def setting(default, parse=_str, doc=""):
     return field(default=default, metadata={"parse": parse, "doc": doc})
 
@@ -83,6 +90,19 @@ class Settings:
         "/var/lib/ispflow", doc="Collector state kept across restarts (templates) and the audit log's checkpoints."
     )
     DEBUG: bool = setting(False, _bool, "Flask debug mode for the standalone panel.")
+    GEOIP_COUNTRY_DB: str = setting(
+        "", doc="MMDB file with countries (MaxMind GeoLite2/GeoIP2 Country or City, DB-IP, IPinfo); "
+        "empty: no countries shown. Reopened when the file changes."
+    )
+    GEOIP_ASN_DB: str = setting(
+        "", doc="MMDB file with AS numbers and names (GeoLite2 ASN, DB-IP ASN, IPinfo); may be the country file."
+    )
+    SMTP_HOST: str = setting("", doc="Mail server for alert e-mails; empty: alerts are not e-mailed.")
+    SMTP_PORT: int = setting(25, _int, "Port of the mail server (587 with STARTTLS, 465 for TLS).")
+    SMTP_FROM: str = setting("ispflow@localhost", doc="Sender address of alert e-mails.")
+    SMTP_USER: str = setting("", doc="Login at the mail server; empty: no login.")
+    SMTP_PASSWORD: str = setting("", doc="Password at the mail server.")
+    SMTP_SECURITY: str = setting("none", _smtp_security, "none, starttls or tls (SMTPS).")
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":

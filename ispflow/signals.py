@@ -23,3 +23,11 @@ collector_down = _signals.signal(
     doc="Sent by the liveness job when the module is enabled but not collecting. "
     "Keyword argument: ``reason`` (one sentence for people).",
 )
+alert_raised = _signals.signal(
+    "alert-raised",
+    doc="Sent with the rule's name for each new alert (not while an incident continues), in the "
+    "process that evaluated the rule: the rq worker running the ``alerts`` periodic job, or the "
+    "CLI for ``ispflow alerts test`` (then ``alert_id`` is None and ``incident`` is 'test'). "
+    "Keyword arguments: ``source``, ``alert_id``, ``rule``, ``kind``, ``incident``, ``message``, "
+    "``details`` (dict), ``raised_at`` (ISO 8601) — the webhook's JSON.",
+)

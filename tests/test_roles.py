@@ -18,6 +18,9 @@ PAGES = {
     "/netflow/routers": {"admin", "technician"},
     "/netflow/routers/new": {"admin", "technician"},
     "/netflow/metrics": {"admin", "technician"},
+    "/netflow/security": {"admin", "technician", "compliance"},
+    "/netflow/security/settings": {"admin"},
+    "/netflow/alerts": {"admin", "technician"},
 }
 
 

@@ -7,4 +7,4 @@ blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("isp
 
 # Views register on the blueprint when their module is imported.
 from . import access, overview, subscribers, switch  # noqa: E402,F401
-from . import audit, exporters, metrics, routers, search, settings, status, storage  # noqa: E402,F401
+from . import alerts, audit, exporters, metrics, routers, search, security, settings, status, storage  # noqa: E402,F401

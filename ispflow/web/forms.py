@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 from flask import current_app, request, session
 from werkzeug.datastructures import CombinedMultiDict
@@ -45,3 +46,20 @@ class QueryForm(Form):
     @classmethod
     def from_request(cls, **kwargs):
         return cls(formdata=request.args or None, **kwargs)
+
+
+def validated_settings(form, cls, values: dict):
+    """A settings dataclass ``cls`` from the form's ``values``, or None with every bad field
+    explained next to it (each field is checked alone by ``cls.validated()``, whose
+    ValueError messages start with the field's name)."""
+    for name, value in values.items():
+        if form[name].errors:
+            continue
+        try:
+            replace(cls(), **{name: value}).validated()
+        except ValueError as exc:
+            message = str(exc).split(": ", 1)[-1]
+            form[name].errors = list(form[name].errors) + [message[0].upper() + message[1:] + "."]
+    if any(form[name].errors for name in values):
+        return None
+    return cls(**values).validated()
