@@ -144,6 +144,8 @@ ensure_test_tools() {
     # Real third-party NetFlow exporters and a reference collector for the collector tests;
     # a headless browser for the chart tests.
     apt_install softflowd pmacct nfdump chromium chromium-driver
+    # systemd-analyze checks the units `ispflow install-units` writes (no running systemd needed).
+    command -v systemd-analyze >/dev/null || apt_install systemd
 }
 
 ensure_npm() {

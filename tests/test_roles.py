@@ -24,6 +24,7 @@ PAGES = {
     "/netflow/usage": {"admin"},
     "/netflow/usage.csv": {"admin"},
     "/netflow/usage.json": {"admin"},
+    "/netflow/metrics": {"admin", "technician"},
     "/netflow/security": {"admin", "technician", "compliance"},
     "/netflow/security/settings": {"admin"},
     "/netflow/alerts": {"admin", "technician"},
