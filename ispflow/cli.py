@@ -1,21 +1,30 @@
-"""The ``ispflow`` console command: a Flask CLI group over the standalone app factory.
+"""The ``ispflow`` console command: a Flask CLI group over the host's app or the standalone one.
 
-Every command calls the same functions as the panel; errors a user can fix end with one
-sentence on stderr and exit status 2, never a traceback.
+Commands run in the host panel's app when it is named (``ispflow --app module:factory …``
+or ``ISPFLOW_APP=module:factory``), else in the standalone panel's, and take that app's
+ispflow settings and database — so the worker, the collector and every command see what the
+panel sees. Errors a user can fix end with one sentence on stderr and exit status 2, never a
+traceback. The features' commands live in ``ispflow.commands``.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import click
-from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, locate_app, prepare_import, with_appcontext
 
+from .app_state import session, settings, state
+from .commands import collector, retention, routers, search
+from .commands.failure import fail
 from .config import ConfigError
-from .extension import db
 
 
 def _create_app():
+    info = click.get_current_context().find_object(ScriptInfo)
+    target = (info.app_import_path if info else None) or os.environ.get("ISPFLOW_APP")
+    if target:
+        return host_app(target)
     import secrets
 
     from .standalone import create_app
@@ -24,26 +33,21 @@ def _create_app():
     return create_app({"SECRET_KEY": secrets.token_hex(16)})
 
 
+def host_app(target: str):
+    """The host panel's app named ``module:name`` (an app or a factory), with ispflow on it."""
+    module, _, name = target.partition(":")
+    app = locate_app(prepare_import(module), name or None)
+    state(app)  # a clear error when the host does not mount ispflow
+    return app
+
+
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False, load_dotenv=False)
 def cli():
-    """ispflow: NetFlow retention and traffic analysis for ISPs."""
+    """ispflow: NetFlow retention and traffic analysis for ISPs.
 
-
-def database_url() -> str:
-    return current_app.config["ISPFLOW_DATABASE_URL"]
-
-
-class Failure(click.ClickException):
-    """A problem the user can fix: one sentence on stderr, exit status 2."""
-
-    exit_code = 2
-
-    def show(self, file=None):
-        click.echo(f"ispflow: {self.format_message()}", err=True)
-
-
-def fail(message: str):
-    raise Failure(message)
+    Commands run in the host panel's app given with --app (or ISPFLOW_APP), else in the
+    standalone panel's.
+    """
 
 
 # --- db -------------------------------------------------------------------------------------
@@ -58,7 +62,7 @@ def db_upgrade():
     """Create or upgrade the schema (idempotent); creates the database and extension if needed."""
     from .database import current_revision, upgrade
 
-    url = database_url()
+    url = settings().DATABASE_URL
     upgrade(url)
     click.echo(f"Database schema at revision {current_revision(url)}.")
 
@@ -80,10 +84,10 @@ def users_create(name, role, account):
 
     password = sys.stdin.readline().rstrip("\r\n")
     try:
-        create_user(db.session, name, password, role, account)
+        create_user(session(), name, password, role, account)
     except ValueError as exc:
         fail(f"{exc}.")
-    db.session.commit()
+    session().commit()
     click.echo(f"Created {role} {name}.")
 
 
@@ -94,8 +98,8 @@ def users_ensure_admin(name):
     """Create the first admin with a one-time password, unless an admin exists."""
     from .standalone.users import ensure_admin
 
-    password = ensure_admin(db.session, name)
-    db.session.commit()
+    password = ensure_admin(session(), name)
+    session().commit()
     if password is None:
         click.echo("An admin account exists already.")
     else:
@@ -120,8 +124,8 @@ def subscribers_import(file):
         rows = read_csv(file)
     except ValueError as exc:
         fail(f"{file.name}: {exc}.")
-    count = save_assignments(db.session, rows)
-    db.session.commit()
+    count = save_assignments(session(), rows)
+    session().commit()
     click.echo(f"Imported {count} assignments.")
 
 
@@ -129,14 +133,13 @@ def subscribers_import(file):
 @with_appcontext
 def subscribers_sync():
     """Copy the host panel's subscriber directory (its assignments_loader) into ispflow."""
-    from .extension import state
     from .subscribers import Assignment, replace_source
 
     rows = state().extension.host_assignments()
     if rows is None:
         fail("this panel registers no assignments_loader; import a CSV file instead.")
-    count = replace_source(db.session, [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows], "host")
-    db.session.commit()
+    count = replace_source(session(), [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows], "host")
+    session().commit()
     click.echo(f"Synchronised {count} assignments from the host panel.")
 
 
@@ -155,7 +158,7 @@ def subscribers_who(address, moment):
         at = parse_time(moment, "--at")
     except ValueError as exc:
         fail(f"{exc}." if "--at" in str(exc) else f"{address!r} is not an IP address.")
-    found = who(db.session, address, at)
+    found = who(session(), address, at)
     if found is None:
         click.echo(f"No subscriber held {address} at {at.isoformat()}.")
         sys.exit(1)
@@ -163,21 +166,12 @@ def subscribers_who(address, moment):
 
 
 # --- the features' command groups, one line each ------------------------------------------
-from .collector.cli import collector_command  # noqa: E402
-
-cli.add_command(collector_command)
-from .retention.commands import COMMANDS as _retention_commands  # noqa: E402  (worker, status, retention, storage)
-
-for _command in _retention_commands:
+cli.add_command(collector.collector_command)
+for _command in retention.COMMANDS:  # worker, status, retention, storage
     cli.add_command(_command)
-from .search import commands as _search_commands  # noqa: E402  (search, who, audit verify)
-
-cli.add_command(_search_commands.search)
-cli.add_command(_search_commands.who)
-cli.add_command(_search_commands.audit_group)
-from .routers.cli import routers_group  # noqa: E402
-
-cli.add_command(routers_group)
+for _command in (search.search, search.who, search.audit_group):
+    cli.add_command(_command)
+cli.add_command(routers.routers_group)
 
 
 def main():

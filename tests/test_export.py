@@ -7,15 +7,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from rq import Queue, SimpleWorker
 from sqlalchemy.orm import Session
 
+from ispflow.app_state import settings
 from ispflow.module_settings import ModuleSettings, save
 from ispflow.search import jobs
 from ispflow.search.export import HEADER
 from ispflow.search.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.subscribers import Assignment, save_assignments
 from ispflow.testing import csrf_token
+from ispflow.worker import InProcessJobWorker
 
 
 @pytest.fixture(autouse=True)
@@ -125,9 +126,7 @@ def test_other_roles_cannot_reach_exports(auth, client, flows, role):
 
 
 def test_a_large_export_runs_on_a_real_rq_worker_with_progress_and_a_download(
-        auth, client, flows, redis_conn, database_url, redis_url, monkeypatch, export_dir):
-    monkeypatch.setenv("ISPFLOW_DATABASE_URL", database_url)
-    monkeypatch.setenv("ISPFLOW_REDIS_URL", redis_url)
+        app, auth, client, flows, redis_conn, export_dir):
     count = jobs.SYNC_EXPORT_ROWS + 2000
     start = datetime(2026, 2, 1, tzinfo=timezone.utc)
     with flows.connect() as conn:
@@ -139,8 +138,8 @@ def test_a_large_export_runs_on_a_real_rq_worker_with_progress_and_a_download(
     waiting = client.get(response.headers["Location"]).data.decode()
     assert "<progress" in waiting and "queued" in waiting and 'id="download"' not in waiting
 
-    worker = SimpleWorker([Queue("ispflow", connection=redis_conn)], connection=redis_conn)
-    assert worker.work(burst=True)
+    with app.app_context():
+        assert InProcessJobWorker(settings()).work(burst=True)
 
     body, manifest = finished_export(client, response)
     lines = body.decode("utf-8-sig").splitlines()

@@ -5,7 +5,7 @@ from functools import wraps
 
 from flask import abort, g, redirect, request
 
-from ..extension import settings, state
+from ..app_state import settings, state
 from ..roles import ROLES
 from . import blueprint
 
@@ -76,7 +76,7 @@ def local_time(moment) -> str:
         return "—"
     if "ispflow_zone" not in g:
         from .. import module_settings
-        from ..extension import session
+        from ..app_state import session
 
         g.ispflow_zone = module_settings.load(session()).zone if "ispflow" in _extensions() else None
     return moment.astimezone(g.ispflow_zone).strftime("%Y-%m-%d %H:%M:%S %z")

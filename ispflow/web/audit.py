@@ -5,8 +5,7 @@ import sqlalchemy as sa
 from flask import render_template, request
 
 from .. import audit
-from ..database import engine_for
-from ..extension import settings
+from ..app_state import engine
 from ..module_settings import load
 from ..roles import ADMIN
 from . import blueprint
@@ -26,7 +25,7 @@ class VerifyForm(CSRFForm):
 def audit_log():
     form = VerifyForm.from_request()
     before = request.args.get("before", type=int)
-    with engine_for(settings().DATABASE_URL).connect() as conn:
+    with engine().connect() as conn:
         verification = audit.verify(conn) if form.submitted_and_valid() else None
         zone = load(conn).zone
         entries = conn.execute(

@@ -12,7 +12,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, NumberRange, Optional
 
 from ..config import ConfigError
-from ..extension import session, settings
+from ..app_state import session, settings
 from ..roles import ADMIN, TECHNICIAN
 from ..routers import service
 from ..routers.base import driver_for, vendors

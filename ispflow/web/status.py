@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import current_app, g, render_template
 
-from ..extension import settings
+from ..app_state import settings
 from ..jobs import PERIODIC_JOBS
 from ..roles import ADMIN, STAFF, TECHNICIAN
 from ..status import cached_status, current_status

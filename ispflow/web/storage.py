@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import render_template
 
-from ..extension import session, settings
+from ..app_state import session, settings
 from ..retention.storage import human_bytes, storage_report
 from ..roles import ADMIN
 from . import blueprint

@@ -6,7 +6,7 @@ from flask import flash, redirect, render_template, url_for
 from wtforms import FileField, StringField
 from wtforms.validators import DataRequired, ValidationError
 
-from ..extension import session
+from ..app_state import session
 from ..roles import ADMIN
 from ..subscribers import IPAssignment, parse_time, read_csv, save_assignments, who
 from . import blueprint

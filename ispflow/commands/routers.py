@@ -10,16 +10,10 @@ import sys
 import click
 from flask.cli import with_appcontext
 
+from ..app_state import session, settings
 from ..config import ConfigError
-from ..extension import db, settings
-from . import service
-
-
-def fail(message: str):
-    """ispflow's one-sentence error with exit status 2 (imported late: ispflow.cli imports us)."""
-    from ..cli import fail as cli_fail
-
-    cli_fail(message)
+from ..routers import service
+from .failure import fail
 
 
 @click.group("routers")
@@ -28,7 +22,7 @@ def routers_group():
 
 
 def _router(name: str):
-    router = service.find_router(db.session, name)
+    router = service.find_router(session(), name)
     if router is None:
         fail(f"no router is named {name!r}; see `ispflow routers list`.")
     return router
@@ -53,7 +47,7 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
     password = sys.stdin.readline().rstrip("\r\n")
     try:
         router = service.add_router(
-            db.session, settings(), name=name, vendor=vendor, host=host, port=port, username=username,
+            session(), settings(), name=name, vendor=vendor, host=host, port=port, username=username,
             password=password, use_tls=api_ssl, interfaces=interfaces, netflow_version=netflow_version,
             collector=collector, source_interface=source_interface, timeout_s=timeout_s,
         )
@@ -61,7 +55,7 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
         fail(f"--{exc.field.replace('_', '-')}: {exc}" if exc.field != "password" else f"{exc} (on standard input)")
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
-    db.session.commit()
+    session().commit()
     click.echo(f"Added router {router.name} ({router.vendor} at {router.host}).")
 
 
@@ -69,7 +63,7 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
 @with_appcontext
 def routers_list():
     """List routers with their export and clock state."""
-    rows = service.router_statuses(db.session)
+    rows = service.router_statuses(session())
     if not rows:
         click.echo("No routers.")
         return
@@ -87,16 +81,16 @@ def routers_list():
 def _run(name: str, action: str) -> service.RouterJob:
     router = _router(name)
     try:
-        job = service.create_job(db.session, router, action, requested_by="cli")
+        job = service.create_job(session(), router, action, requested_by="cli")
     except service.JobRefused as exc:
         fail(str(exc).rstrip("."))
-    db.session.commit()
+    session().commit()
     url = settings().DATABASE_URL
     try:
         done = service.run_job(url, settings(), job.id, echo=click.echo)
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
-    db.session.expire_all()
+    session().expire_all()
     return done
 
 
@@ -107,7 +101,7 @@ def _run(name: str, action: str) -> service.RouterJob:
 def routers_provision(name, dry_run):
     """Configure the router to export NetFlow to ispflow's collector, then verify it."""
     if dry_run:
-        from .base import RouterError, driver_for
+        from ..routers.base import RouterError, driver_for
 
         router = _router(name)
         try:

@@ -1,4 +1,4 @@
-"""``ispflow collector``: run the NetFlow/IPFIX collector until SIGTERM or Ctrl-C."""
+"""``ispflow collector``: run the NetFlow/IPFIX collector until SIGTERM or Ctrl-C, with the app's settings."""
 from __future__ import annotations
 
 import logging
@@ -7,8 +7,13 @@ import signal
 import threading
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
+
+from .. import module_settings
+from ..app_state import settings
+from ..collector.sockets import parse_listen
+from ..database import engine_for
+from .failure import fail
 
 
 @click.command("collector")
@@ -19,18 +24,14 @@ from flask.cli import with_appcontext
 @with_appcontext
 def collector_command(listen, writers):
     """Receive NetFlow v5, v9 and IPFIX and store every flow."""
-    from .. import module_settings
-    from ..cli import fail
-    from ..database import engine_for
-    from .server import Collector
-    from .sockets import parse_listen
+    from ..collector.server import Collector  # numpy and the decoders: only when collecting
 
-    config = current_app.config
+    config = settings()
     if not listen:
         if "ISPFLOW_COLLECTOR_LISTEN" in os.environ:
-            listen = config["ISPFLOW_COLLECTOR_LISTEN"]
+            listen = config.COLLECTOR_LISTEN
         else:
-            with engine_for(config["ISPFLOW_DATABASE_URL"]).connect() as conn:
+            with engine_for(config.DATABASE_URL).connect() as conn:
                 listen = (module_settings.load(conn).collector_listen,)
     try:
         for value in listen:
@@ -39,8 +40,8 @@ def collector_command(listen, writers):
         fail(f"{error}.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     collector = Collector(
-        config["ISPFLOW_DATABASE_URL"], list(listen), config["ISPFLOW_SPOOL_DIR"], config["ISPFLOW_STATE_DIR"],
-        spool_max_bytes=config["ISPFLOW_SPOOL_MAX_BYTES"], writers=writers,
+        config.DATABASE_URL, list(listen), config.SPOOL_DIR, config.STATE_DIR,
+        spool_max_bytes=config.SPOOL_MAX_BYTES, writers=writers,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

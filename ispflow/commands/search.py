@@ -11,11 +11,13 @@ import click
 from flask.cli import with_appcontext
 
 from .. import audit
+from ..app_state import settings
 from ..database import engine_for, raw_connection
 from ..module_settings import load
-from .criteria import ORDERS, SIDES, CriteriaError, parse_address, parse_moment
-from .export import write_csv
-from .names import port_name, protocol_name
+from ..search.criteria import ORDERS, SIDES, CriteriaError, parse_address, parse_moment
+from ..search.export import write_csv
+from ..search.names import port_name, protocol_name
+from .failure import fail
 
 OPTION_OF_FIELD = {"ip": "--ip", "ip_side": "--side", "peer": "--peer", "from": "--from", "to": "--to",
                    "protocol": "--protocol", "port": "--port", "port_side": "--port-side", "account": "--account",
@@ -23,16 +25,8 @@ OPTION_OF_FIELD = {"ip": "--ip", "ip_side": "--side", "peer": "--peer", "from": 
 CLI_ROLE = "compliance"
 
 
-def fail(message: str):
-    from ..cli import fail as cli_fail  # imported late: ispflow.cli imports this module
-
-    cli_fail(message)
-
-
 def database_url() -> str:
-    from ..cli import database_url as cli_database_url
-
-    return cli_database_url()
+    return settings().DATABASE_URL
 
 
 def actor() -> str:
@@ -58,9 +52,9 @@ def actor() -> str:
 def search(ip, ip_side, peer, start, end, protocol, port, port_side, account, service, case_ref, output, order,
            limit):
     """Search the retained flows; --format csv writes the panel's export columns to stdout."""
-    from .query import fetch_page, totals
-    from .query import subscriber_scope as criteria_scope_check
-    from .service import criteria_from_text
+    from ..search.query import fetch_page, totals
+    from ..search.query import subscriber_scope as criteria_scope_check
+    from ..search.service import criteria_from_text
 
     values = {"ip": ip, "ip_side": ip_side, "peer": peer, "from": start, "to": end, "protocol": protocol,
               "port": port, "port_side": port_side, "account": account, "service": service, "case_ref": case_ref}
@@ -136,7 +130,7 @@ def _table_line(values) -> str:
 @with_appcontext
 def who(address, port, moment, case_ref):
     """Which account, service and private address held ADDRESS (and port) at the moment."""
-    from .service import lookup
+    from ..search.service import lookup
 
     engine = engine_for(database_url())
     with engine.connect() as conn:
