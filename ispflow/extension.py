@@ -16,6 +16,7 @@ from .app_state import AppState
 from .config import ConfigError, Settings
 from .database import Base, engine_for
 from .roles import CurrentUser
+from .web import blueprint
 
 # ispflow's own Flask-SQLAlchemy, used when the host passes none.
 db = SQLAlchemy(model_class=Base)
@@ -49,9 +50,6 @@ class ISPFlow:
         settings = _validated(app.config)
         database = self._db or _own_database(app, settings)
         app.extensions["ispflow"] = AppState(self, settings, database)
-
-        from .web import blueprint
-
         app.register_blueprint(blueprint, url_prefix=settings.URL_PREFIX.rstrip("/") or None)
 
     def current_user(self) -> CurrentUser | None:

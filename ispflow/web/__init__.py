@@ -1,10 +1,6 @@
 """ispflow's pages: one blueprint, one module per feature, each view guarded by role."""
-from flask import Blueprint
+from . import access, overview, subscribers  # noqa: F401  (views register on the blueprint on import)
+from . import audit, routers, search, settings, status, storage  # noqa: F401
+from .blueprint import blueprint
 
-from ..database import package_path
-
-blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("ispflow.templates")))
-
-# Views register on the blueprint when their module is imported.
-from . import access, overview, subscribers  # noqa: E402,F401
-from . import audit, routers, search, settings, status, storage  # noqa: E402,F401
+__all__ = ["blueprint"]

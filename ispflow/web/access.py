@@ -7,7 +7,7 @@ from flask import abort, g, redirect, request
 
 from ..app_state import settings, state
 from ..roles import ROLES
-from . import blueprint
+from .blueprint import blueprint
 
 # (endpoint, label, roles): the menu, in order; a user sees the entries of their role.
 MENU: list[tuple[str, str, tuple[str, ...]]] = []

@@ -8,7 +8,7 @@ from .. import audit
 from ..app_state import engine
 from ..module_settings import load
 from ..roles import ADMIN
-from . import blueprint
+from .blueprint import blueprint
 from .access import menu_entry, roles_required
 from .forms import CSRFForm
 

@@ -5,7 +5,7 @@ from flask import render_template
 from ..app_state import session
 from ..roles import ADMIN, COMPLIANCE, CUSTOMER, STAFF, TECHNICIAN
 from ..subscribers import IPAssignment, assignments_of_account
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 
 

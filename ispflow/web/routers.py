@@ -18,7 +18,7 @@ from ..routers import service
 from ..routers.base import driver_for, vendors
 from ..routers.jobs import enqueue
 from ..routers.models import Router, RouterJob
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 from .forms import CSRFForm
 

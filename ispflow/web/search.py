@@ -23,7 +23,7 @@ from ..search import jobs, service
 from ..search.criteria import ORDERS, SIDES, CriteriaError, parse_address, parse_moment
 from ..search.names import port_name, protocol_name, reverse_dns
 from ..search.query import totals
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 from .forms import CSRFForm
 

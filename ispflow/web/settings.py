@@ -11,7 +11,7 @@ from .. import audit, module_settings
 from ..app_state import session
 from ..roles import ADMIN
 from ..status import forget_cached
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 from .forms import CSRFForm
 

@@ -7,7 +7,7 @@ from ..app_state import settings
 from ..jobs import PERIODIC_JOBS
 from ..roles import ADMIN, STAFF, TECHNICIAN
 from ..status import cached_status, current_status
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 
 

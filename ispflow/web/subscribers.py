@@ -9,7 +9,7 @@ from wtforms.validators import DataRequired, ValidationError
 from ..app_state import session
 from ..roles import ADMIN
 from ..subscribers import IPAssignment, parse_time, read_csv, save_assignments, who
-from . import blueprint
+from .blueprint import blueprint
 from .access import menu_entry, roles_required
 from .forms import CSRFForm, QueryForm
 
