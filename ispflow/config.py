@@ -1,8 +1,9 @@
-"""Settings read from ``ISPFLOW_*`` environment variables.
+"""ispflow's settings: every ``ISPFLOW_*`` key with its type, default and meaning.
 
-One place defines every key with its type and default. The Flask extension copies these into
-``app.config`` with ``setdefault`` (so a host's own values win); the collector, the rq worker
-and the CLI read the same keys without Flask.
+One place defines every key. The environment fills ``app.config`` with ``setdefault`` (so a
+host's own values win); from then on the app is the one source: pages, commands, the worker
+and the collector take ``Settings`` from the app they run in (``ispflow.app_state.settings``),
+and the core receives that ``Settings`` object as an argument — it needs no Flask.
 """
 from __future__ import annotations
 
@@ -91,5 +92,5 @@ class Settings:
 
 
 def documented_settings():
-    """(environment variable, default, description) for every setting, for the README and --help."""
+    """(environment variable, default, description) for every setting; the README's table lists each."""
     return [("ISPFLOW_" + f.name, f.default, f.metadata["doc"]) for f in fields(Settings)]

@@ -14,6 +14,7 @@ from ispflow.module_settings import ModuleSettings, save
 from ispflow.search import jobs
 from ispflow.search.export import HEADER
 from ispflow.search.sample_flows import flow, insert_exporter, insert_flows
+from ispflow.signals import export_made
 from ispflow.subscribers import Assignment, save_assignments
 from ispflow.testing import csrf_token
 from ispflow.worker import InProcessJobWorker
@@ -149,3 +150,15 @@ def test_a_large_export_runs_on_a_real_rq_worker_with_progress_and_a_download(
     with flows.connect() as conn:
         record = conn.execute(sa.text("select state, rows_done, row_count from ispflow.exports")).one()
     assert tuple(record) == ("finished", count, count)
+
+
+def test_a_small_export_sends_export_made_in_the_panel_process(auth, client, flows):
+    heard = []
+
+    def receiver(sender, **details):
+        heard.append((sender, details))
+
+    auth.login("compliance", username="olga")
+    with export_made.connected_to(receiver):
+        _, manifest = finished_export(client, start_export(client, ip="100.64.0.0/10"))
+    assert heard == [("olga", {"export_id": 1, "case_ref": "CASE-9", "row_count": 1, "sha256": manifest["sha256"]})]
