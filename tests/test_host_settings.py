@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet
 from .host_panel import as_user, create_app, log_signals_to
 from .test_roles import PAGES
 from ispflow.app_state import settings
+from ispflow.config import Settings
 from ispflow.jobs import queue
 from ispflow.retention.jobs import run_retention
 from ispflow.search import jobs
@@ -64,9 +65,13 @@ def worker_environment(host, database_url, tmp_path) -> dict:
             "ISPFLOW_ENCRYPTION_KEY": Fernet.generate_key().decode()}
 
 
-def run_host_worker(env) -> subprocess.CompletedProcess:
-    result = subprocess.run([ISPFLOW, "--app", "tests.host_panel:create_app", "worker", "--burst"], env=env,
-                            cwd=REPOSITORY, capture_output=True, text=True, timeout=120)
+def run_host_worker(env, named_by="--app") -> subprocess.CompletedProcess:
+    """``ispflow worker --burst`` in the host's app, named on the command line or by ISPFLOW_APP."""
+    if named_by == "--app":
+        command = [ISPFLOW, "--app", "tests.host_panel:create_app", "worker", "--burst"]
+    else:
+        command, env = [ISPFLOW, "worker", "--burst"], {**env, "ISPFLOW_APP": "tests.host_panel:create_app"}
+    result = subprocess.run(command, env=env, cwd=REPOSITORY, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -122,7 +127,7 @@ def test_search_who_and_audit_verification_go_through_the_hosts_own_database(hos
 
 
 def test_a_worker_in_the_hosts_app_runs_exports_and_router_checks_as_the_panel_configured_them(
-        host, database_url, db_engine, tmp_path, mikrotik, redis_conn, monkeypatch):
+        host, database_url, redis_url, db_engine, tmp_path, mikrotik, redis_conn, monkeypatch):
     monkeypatch.setattr(jobs, "SYNC_EXPORT_ROWS", 0)  # every export goes to the worker
     with db_engine.connect() as conn:
         insert_exporter(conn, "192.0.2.1", "edge")
@@ -139,6 +144,8 @@ def test_a_worker_in_the_hosts_app_runs_exports_and_router_checks_as_the_panel_c
     router_page = add_router(client, router.port)
     check = client.post(router_page + "/check", data={"csrf_token": csrf_token(client.get(router_page))})
     job_id = int(check.headers["Location"].rsplit("job=", 1)[1])
+    queued = queue(Settings(REDIS_URL=redis_url)).get_jobs()
+    assert [(job.args, job.kwargs) for job in queued] == [((1,), {}), ((job_id,), {})]  # ids only: no settings, no key
 
     worker = run_host_worker(worker_environment(host, database_url, tmp_path))
 
@@ -173,7 +180,16 @@ def test_signals_from_jobs_reach_the_receivers_the_host_connects_in_the_worker(
     with host.app_context():
         queue(settings()).enqueue(run_retention)
 
-    run_host_worker(worker_environment(host, database_url, tmp_path))
+    run_host_worker(worker_environment(host, database_url, tmp_path), named_by="ISPFLOW_APP")
 
     assert sorted((h["signal"], h["pid"] != os.getpid()) for h in heard()) == [
         ("retention_ran", True), ("router_provisioned", True)]
+
+
+def test_a_host_app_without_ispflow_is_refused_in_one_sentence(tmp_path):
+    (tmp_path / "bare_panel.py").write_text("from flask import Flask\napp = Flask('bare_panel')\n")
+    result = subprocess.run([ISPFLOW, "--app", f"{tmp_path / 'bare_panel.py'}:app", "status"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr == ("ispflow: ispflow is not initialised on the app 'bare_panel': "
+                             "call ISPFlow().init_app(app).\n")
