@@ -179,14 +179,14 @@ def main():
 
     from .database import DatabaseError, _unreachable
 
+    info = ScriptInfo(create_app=_create_app, load_dotenv_defaults=False)
     try:
-        cli.main(prog_name="ispflow")
+        cli.main(prog_name="ispflow", obj=info)
     except ConfigError as exc:
         click.echo(f"ispflow: {exc}", err=True)
         sys.exit(2)
     except sa.exc.OperationalError as exc:
-        from .config import Settings
-
-        message = _unreachable(Settings.from_env().DATABASE_URL, exc.orig or exc)
-        click.echo(f"ispflow: {DatabaseError(message)}", err=True)
+        with info.load_app().app_context():  # the app the command ran in: its database is the one named
+            url = settings().DATABASE_URL
+        click.echo(f"ispflow: {DatabaseError(_unreachable(url, exc.orig or exc))}", err=True)
         sys.exit(2)

@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,12 +21,10 @@ from ispflow.testing import csrf_token
 from ispflow.worker import InProcessJobWorker
 
 
-@pytest.fixture(autouse=True)
-def export_dir(monkeypatch, tmp_path):
-    """Where exports go, for the panel (read at start-up) and the worker (read per job)."""
-    path = tmp_path / "exports"
-    monkeypatch.setenv("ISPFLOW_EXPORT_DIR", str(path))
-    return path
+@pytest.fixture
+def export_dir(app):
+    """Where the panel keeps exports; a worker running in the panel's app writes there too."""
+    return Path(app.config["ISPFLOW_EXPORT_DIR"])
 
 
 @pytest.fixture
