@@ -23,6 +23,7 @@ class AppState:
     extension: "ISPFlow"
     configured: Settings  # as app.config says
     db: SQLAlchemy
+    given: frozenset[str] = frozenset()  # settings the host or the environment set, rather than defaults
     _settings: Settings | None = field(default=None, repr=False)
 
     def settings(self) -> Settings:
@@ -55,6 +56,11 @@ def session():
 def engine():
     """The engine of the extension's database, for pages that work with Core connections."""
     return state().db.engine
+
+
+def is_given(name: str) -> bool:
+    """Whether setting ``name`` was set by the app's config or the environment (not a default)."""
+    return name in state().given
 
 
 def settings() -> Settings:

@@ -84,11 +84,32 @@ class Settings:
 
     @classmethod
     def from_flask(cls, config) -> "Settings":
-        """The settings of a Flask app, whose ``ISPFLOW_*`` keys were filled by ``init_app``."""
-        return cls(**{f.name: config["ISPFLOW_" + f.name] for f in fields(cls)})
+        """The settings of a Flask app, whose ``ISPFLOW_*`` keys were filled by ``init_app``.
+
+        A host may give any value as text, as the environment does: it is parsed the same way.
+        """
+        values = {}
+        for f in fields(cls):
+            value, parse = config["ISPFLOW_" + f.name], f.metadata["parse"]
+            if isinstance(value, str) and parse is not _str:
+                try:
+                    value = parse(value)
+                except ValueError as exc:
+                    raise ConfigError(f"ISPFLOW_{f.name} is not valid ({exc}); fix it in the app's configuration.") from None
+            elif parse is _list and isinstance(value, list):
+                value = tuple(value)
+            values[f.name] = value
+        return cls(**values)
 
     def as_flask_config(self) -> dict:
         return {"ISPFLOW_" + f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def configured_names(config, environ=None) -> frozenset[str]:
+    """The settings given explicitly, as ``ISPFLOW_*`` keys of ``config`` or of the environment."""
+    environ = os.environ if environ is None else environ
+    return frozenset(f.name for f in fields(Settings)
+                     if "ISPFLOW_" + f.name in config or "ISPFLOW_" + f.name in environ)
 
 
 def documented_settings():

@@ -13,7 +13,7 @@ from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
 from .app_state import AppState
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, configured_names
 from .database import Base, engine_for
 from .roles import CurrentUser
 from .web import blueprint
@@ -45,11 +45,12 @@ class ISPFlow:
         return callback
 
     def init_app(self, app: Flask) -> None:
+        given = configured_names(app.config)
         for key, value in Settings.from_env().as_flask_config().items():
             app.config.setdefault(key, value)
         settings = _validated(app.config)
         database = self._db or _own_database(app, settings)
-        app.extensions["ispflow"] = AppState(self, settings, database)
+        app.extensions["ispflow"] = AppState(self, settings, database, given)
         app.register_blueprint(blueprint, url_prefix=settings.URL_PREFIX.rstrip("/") or None)
 
     def current_user(self) -> CurrentUser | None:

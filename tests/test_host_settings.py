@@ -4,8 +4,10 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,10 +16,13 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from .host_panel import as_user, create_app, log_signals_to
+from .netflow_tools import free_udp_port, send
 from .test_roles import PAGES
 from ispflow.app_state import settings
+from ispflow.collector import synthetic
 from ispflow.config import Settings
 from ispflow.jobs import queue
+from ispflow.module_settings import ModuleSettings, save
 from ispflow.retention.jobs import run_retention
 from ispflow.search import jobs
 from ispflow.search.sample_flows import flow, insert_exporter, insert_flows
@@ -41,7 +46,8 @@ def host(tmp_path, database_url, redis_url, db_engine, monkeypatch):
         "signal_log": str(tmp_path / "signals.jsonl"),
         "ispflow": {"ISPFLOW_REDIS_URL": redis_url, "ISPFLOW_EXPORT_DIR": str(tmp_path / "host-exports"),
                     "ISPFLOW_ENCRYPTION_KEY": HOST_KEY, "ISPFLOW_SPOOL_DIR": str(tmp_path / "spool"),
-                    "ISPFLOW_STATE_DIR": str(tmp_path / "state")},
+                    "ISPFLOW_STATE_DIR": str(tmp_path / "state"),
+                    "ISPFLOW_COLLECTOR_LISTEN": f"127.0.0.1:{free_udp_port()}"},
     }
     path = tmp_path / "host-panel.json"
     path.write_text(json.dumps(config))
@@ -193,3 +199,46 @@ def test_a_host_app_without_ispflow_is_refused_in_one_sentence(tmp_path):
     assert result.returncode == 2
     assert result.stderr == ("ispflow: ispflow is not initialised on the app 'bare_panel': "
                              "call ISPFlow().init_app(app).\n")
+
+
+def test_a_collector_in_the_hosts_app_listens_where_the_host_says_and_stores_in_its_database(
+        host, database_url, db_engine, tmp_path):
+    with db_engine.begin() as conn:  # what the collector would use were the host's setting ignored
+        save(conn, ModuleSettings(collector_listen=f"127.0.0.1:{free_udp_port()}"))
+    listen = host.config["ISPFLOW_COLLECTOR_LISTEN"]
+    port = int(listen.rsplit(":", 1)[1])
+    flows = synthetic.generate_flows(30, seed=3, start=1_767_225_600.0, subscriber_prefix="100.64.0.0/22")
+    packets = synthetic.Exporter(version=10).packets(flows, synthetic.IPFIX_IPV4, export_time=1_767_225_700.0)
+    command = [ISPFLOW, "--app", "tests.host_panel:create_app", "collector"]
+    with subprocess.Popen(command, env=worker_environment(host, database_url, tmp_path), cwd=REPOSITORY,
+                          stderr=subprocess.PIPE, text=True) as process:
+        try:
+            started = first_lines_until(process.stderr, "receiving on")
+            assert f"receiving on {listen}" in started[-1], "".join(started)
+            send(packets, port)
+            stored = wait_for_rows(db_engine, 30)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    assert stored == 30
+
+
+def first_lines_until(stream, text: str) -> list[str]:
+    """Lines of a running process's output up to the first holding ``text`` (or its end)."""
+    lines = []
+    while not lines or text not in lines[-1]:
+        line = stream.readline()
+        if not line:
+            break
+        lines.append(line)
+    return lines
+
+
+def wait_for_rows(engine, count: int, seconds: float = 20.0) -> int:
+    deadline = time.monotonic() + seconds
+    while True:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("select count(*) from ispflow.flows")).scalar()
+        if stored >= count or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.1)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 
@@ -10,7 +9,7 @@ import click
 from flask.cli import with_appcontext
 
 from .. import module_settings
-from ..app_state import settings
+from ..app_state import is_given, settings
 from ..collector.sockets import parse_listen
 from ..database import engine_for
 from .failure import fail
@@ -19,7 +18,7 @@ from .failure import fail
 @click.command("collector")
 @click.option("--listen", "listen", multiple=True, metavar="HOST:PORT",
               help="UDP address to receive on (repeatable; [::]:PORT for IPv6). "
-                   "Default: ISPFLOW_COLLECTOR_LISTEN if set, else the module settings (0.0.0.0:2055).")
+                   "Default: ISPFLOW_COLLECTOR_LISTEN if the app or the environment sets it, else the module settings (0.0.0.0:2055).")
 @click.option("--writers", default=2, show_default=True, help="Database connections storing flows.")
 @with_appcontext
 def collector_command(listen, writers):
@@ -28,7 +27,7 @@ def collector_command(listen, writers):
 
     config = settings()
     if not listen:
-        if "ISPFLOW_COLLECTOR_LISTEN" in os.environ:
+        if is_given("COLLECTOR_LISTEN"):
             listen = config.COLLECTOR_LISTEN
         else:
             with engine_for(config.DATABASE_URL).connect() as conn:

@@ -15,10 +15,9 @@ ispflow = ISPFlow()
 
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(package_path("ispflow.templates")))
-    app.config.from_mapping(Settings.from_env().as_flask_config())
     app.config["ISPFLOW_BASE_TEMPLATE"] = "standalone/layout.html"
-    app.config.update(test_config or {})
-    app.config["SECRET_KEY"] = _secret_key(app)
+    app.config.update(test_config or {})  # the rest comes from the environment, in init_app
+    app.config["SECRET_KEY"] = _secret_key(app, Settings.from_env())
     app.config.setdefault("ISPFLOW_LOGIN_URL", "/login")
     if not app.config["ISPFLOW_LOGIN_URL"]:
         app.config["ISPFLOW_LOGIN_URL"] = "/login"
@@ -55,10 +54,10 @@ def _logged_in_user():
     return user.as_current_user()
 
 
-def _secret_key(app: Flask) -> str:
-    key = app.config.get("SECRET_KEY") or app.config.get("ISPFLOW_SECRET_KEY")
+def _secret_key(app: Flask, environment: Settings) -> str:
+    key = app.config.get("SECRET_KEY") or app.config.get("ISPFLOW_SECRET_KEY") or environment.SECRET_KEY
     if key:
         return key
-    if app.config.get("TESTING") or app.config.get("ISPFLOW_DEBUG"):
+    if app.config.get("TESTING") or app.config.get("ISPFLOW_DEBUG", environment.DEBUG):
         return secrets.token_hex(32)
     raise ConfigError("Set ISPFLOW_SECRET_KEY to a long random string (the run script generates one).")
