@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/decode.py [--flows N] [--repeat R]
 
-Both decoders get the same packets, built once per version by ispflow.collector.synthetic from
+Both decoders get the same packets, built once per version by tests/synthetic.py from
 the same generated flows (v5: 30 flows per packet; v9 and IPFIX: IPv4 flows with a template in
 the first packet, 28 and 20 flows per packet; "IPFIX-vl" adds a variable-length interfaceName of
 the same length in every record, "IPFIX-vm" one of varying length, which takes ispflow's
@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from netflow.ipfix import IPFIXExportPacket
 from netflow.v5 import V5ExportPacket
 from netflow.v9 import V9ExportPacket
 
-from ispflow.collector import synthetic
-from ispflow.collector.decoder import FlowDecoder
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests import synthetic  # noqa: E402
+from ispflow.collector.decoder import FlowDecoder  # noqa: E402
 
 EXPORT = 1_767_225_900.0
 

@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ispflow.collector import synthetic  # noqa: E402
+from tests import synthetic  # noqa: E402
 from ispflow.collector.attribution import SubscriberDirectory  # noqa: E402
 from ispflow.collector.decoder import FlowDecoder  # noqa: E402
 from ispflow.collector.enrich import enrich  # noqa: E402
@@ -40,8 +40,11 @@ DEFINITIONS = {
 }
 
 
-def payloads(rows: int, batch: int = 50_000) -> list[bytes]:
-    """Distinct batches (repeated rows would let btree deduplication flatter the indexes)."""
+def payloads(rows: int, batch: int = 50_000, template=synthetic.V9_IPV4, transform=None) -> list[bytes]:
+    """Distinct batches (repeated rows would let btree deduplication flatter the indexes).
+
+    ``transform(flow, i)`` may change each flow dict before it is exported with ``template``.
+    """
     since = datetime(2025, 1, 1, tzinfo=timezone.utc)
     directory = SubscriberDirectory([(f"A{i}", "fiber", f"100.64.{i // 256}.{i % 256}", since, None)
                                      for i in range(1, 16000)])
@@ -50,9 +53,11 @@ def payloads(rows: int, batch: int = 50_000) -> list[bytes]:
         start = 1_767_225_600.0 + seed * 3600
         flows = synthetic.generate_flows(batch, seed=seed, subscriber_prefix="100.64.0.0/18", start=start,
                                          duration=3600)
+        if transform is not None:
+            flows = [transform(flow, i) for i, flow in enumerate(flows)]
         exporter = synthetic.Exporter(version=9, boot_time=start - 3600)
         decoder = FlowDecoder()
-        for packet in exporter.packets(flows, synthetic.V9_IPV4, export_time=start + 3700):
+        for packet in exporter.packets(flows, template, export_time=start + 3700):
             decoder.feed(packet, "192.0.2.1", time.time())
         decoded, _ = decoder.drain()
         out.append(encode(enrich(decoded, directory), np.array([1])))

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ispflow.collector import synthetic  # noqa: E402
+from tests import synthetic  # noqa: E402
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 CACHE = ROOT / "bench" / ".cache"

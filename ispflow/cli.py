@@ -17,6 +17,7 @@ from flask.cli import FlaskGroup, ScriptInfo, locate_app, prepare_import, with_a
 from .app_state import session, settings, state
 from .commands import collector, retention, routers, search
 from .commands.failure import fail
+from .commands.search import actor
 from .config import ConfigError
 
 
@@ -59,12 +60,17 @@ def db_group():
 @db_group.command("upgrade")
 @with_appcontext
 def db_upgrade():
-    """Create or upgrade the schema (idempotent); creates the database and extension if needed."""
+    """Create or upgrade the schema as the owner, and the app's role (idempotent).
+
+    Creates the database, the extension and the role ISPFLOW_DATABASE_URL names when missing.
+    """
     from .database import current_revision, upgrade
 
-    url = settings().DATABASE_URL
-    upgrade(url)
-    click.echo(f"Database schema at revision {current_revision(url)}.")
+    owner_url = settings().owner_database_url
+    warning = upgrade(owner_url, app_url=settings().DATABASE_URL)
+    if warning:
+        click.echo(f"ispflow: warning: {warning}", err=True)
+    click.echo(f"Database schema at revision {current_revision(owner_url)}.")
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -114,17 +120,25 @@ def subscribers_group():
 
 
 @subscribers_group.command("import")
-@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("file", type=click.File("rb"))
 @with_appcontext
 def subscribers_import(file):
-    """Import FILE.csv with header account,service,prefix,valid_from,valid_to."""
-    from .subscribers import read_csv, save_assignments
+    """Import FILE.csv with header account,service,prefix,valid_from,valid_to (audited with its SHA-256)."""
+    import hashlib
+    import io
 
+    from .subscribers import read_csv, record_change, save_assignments
+
+    content = file.read()
     try:
-        rows = read_csv(file)
+        rows = read_csv(io.StringIO(content.decode("utf-8-sig")))
+        count = save_assignments(session(), rows)
+    except UnicodeDecodeError:
+        fail(f"{file.name}: not UTF-8 text.")
     except ValueError as exc:
         fail(f"{file.name}: {exc}.")
-    count = save_assignments(session(), rows)
+    record_change(session(), actor=actor(), role=None, action="subscribers.import", rows=count,
+                  sha256=hashlib.sha256(content).hexdigest(), file=file.name)
     session().commit()
     click.echo(f"Imported {count} assignments.")
 
@@ -132,13 +146,19 @@ def subscribers_import(file):
 @subscribers_group.command("sync")
 @with_appcontext
 def subscribers_sync():
-    """Copy the host panel's subscriber directory (its assignments_loader) into ispflow."""
-    from .subscribers import Assignment, replace_source
+    """Copy the host panel's subscriber directory (its assignments_loader) into ispflow (audited)."""
+    from .subscribers import Assignment, record_change, replace_source, rows_sha256
 
     rows = state().extension.host_assignments()
     if rows is None:
         fail("this panel registers no assignments_loader; import a CSV file instead.")
-    count = replace_source(session(), [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows], "host")
+    try:
+        rows = [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows]
+        count = replace_source(session(), rows, "host")
+    except ValueError as exc:
+        fail(f"the host panel's directory: {exc}.")
+    record_change(session(), actor=actor(), role=None, action="subscribers.sync", rows=count,
+                  sha256=rows_sha256(rows), source="host")
     session().commit()
     click.echo(f"Synchronised {count} assignments from the host panel.")
 
@@ -146,12 +166,13 @@ def subscribers_sync():
 @subscribers_group.command("who")
 @click.option("--ip", "address", required=True, help="IPv4 or IPv6 address.")
 @click.option("--at", "moment", required=True, help="ISO 8601 date-time (UTC unless an offset is given).")
+@click.option("--case", "case_ref", help="Case reference or legal basis (audited).")
 @with_appcontext
-def subscribers_who(address, moment):
-    """Print the account and service that held ADDRESS at the given moment."""
+def subscribers_who(address, moment, case_ref):
+    """Print the account and service that held ADDRESS at the given moment (audited)."""
     import ipaddress
 
-    from .subscribers import parse_time, who
+    from .subscribers import parse_time, record_lookup, who
 
     try:
         ipaddress.ip_address(address)
@@ -159,6 +180,9 @@ def subscribers_who(address, moment):
     except ValueError as exc:
         fail(f"{exc}." if "--at" in str(exc) else f"{address!r} is not an IP address.")
     found = who(session(), address, at)
+    record_lookup(session(), actor=actor(), role=None, address=address, at=at, found=found,
+                  case_ref=(case_ref or "").strip() or None)
+    session().commit()
     if found is None:
         click.echo(f"No subscriber held {address} at {at.isoformat()}.")
         sys.exit(1)

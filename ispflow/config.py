@@ -43,13 +43,23 @@ def setting(default, parse=_str, doc=""):
 @dataclass(frozen=True)
 class Settings:
     DATABASE_URL: str = setting(
-        "postgresql://postgres@127.0.0.1:5432/ispflow",
-        doc="PostgreSQL with the TimescaleDB extension; ispflow keeps its tables in schema 'ispflow'.",
+        "postgresql://ispflow@127.0.0.1:5432/ispflow",
+        doc="PostgreSQL with the TimescaleDB extension, as the role the panel, collector and worker use: it may "
+            "add and read flows, NAT events and audit entries, never change or delete them ('ispflow db upgrade' "
+            "creates it).",
+    )
+    OWNER_DATABASE_URL: str = setting(
+        "",
+        doc="The same database as the role that owns ispflow's schema: migrations and retention (which destroys "
+            "evidence when due) run with it. Empty: DATABASE_URL's server and database as user postgres.",
     )
     REDIS_URL: str = setting("redis://127.0.0.1:6379/0", doc="Redis for the rq job queues.")
     SECRET_KEY: str = setting("", doc="Flask secret key of the standalone panel (required in production).")
     ENCRYPTION_KEY: str = setting(
         "", doc="Fernet key that encrypts router credentials at rest; derived from SECRET_KEY when empty."
+    )
+    AUDIT_KEY: str = setting(
+        "", doc="Key of the audit log's HMAC chain, kept out of the database; derived from SECRET_KEY when empty."
     )
     URL_PREFIX: str = setting("/netflow", doc="Where the blueprint is mounted in the host panel.")
     BASE_TEMPLATE: str = setting(
@@ -64,7 +74,9 @@ class Settings:
     EXPORT_DIR: str = setting("/var/lib/ispflow/exports", doc="Where finished CSV exports are kept for download.")
     SPOOL_DIR: str = setting("/var/spool/ispflow", doc="Where the collector keeps batches while the database is down.")
     SPOOL_MAX_BYTES: int = setting(1 << 30, _int, "Upper bound of the spool directory.")
-    STATE_DIR: str = setting("/var/lib/ispflow", doc="Collector state kept across restarts (templates).")
+    STATE_DIR: str = setting(
+        "/var/lib/ispflow", doc="Collector state kept across restarts (templates) and the audit log's checkpoints."
+    )
     DEBUG: bool = setting(False, _bool, "Flask debug mode for the standalone panel.")
 
     @classmethod
@@ -81,6 +93,13 @@ class Settings:
                 raise ConfigError(f"ISPFLOW_{f.name} is not valid ({exc}); fix it in the environment.") from None
         values.update(overrides)
         return cls(**values)
+
+    @property
+    def owner_database_url(self) -> str:
+        """OWNER_DATABASE_URL, or DATABASE_URL's server and database as user postgres."""
+        if self.OWNER_DATABASE_URL:
+            return self.OWNER_DATABASE_URL
+        return default_owner_url(self.DATABASE_URL)
 
     @classmethod
     def from_flask(cls, config) -> "Settings":
@@ -103,6 +122,16 @@ class Settings:
 
     def as_flask_config(self) -> dict:
         return {"ISPFLOW_" + f.name: getattr(self, f.name) for f in fields(self)}
+
+
+DEFAULT_OWNER = "postgres"
+
+
+def default_owner_url(app_url: str) -> str:
+    """The owner's URL when none is set: the app's server and database, as user postgres."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(app_url).set(username=DEFAULT_OWNER, password=None).render_as_string(hide_password=False)
 
 
 def configured_names(config, environ=None) -> frozenset[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, registry
 
 from .config import ConfigError
 
@@ -21,7 +21,8 @@ SCHEMA = "ispflow"
 class Base(DeclarativeBase):
     """Declarative base of every ispflow table; all of them live in schema ``ispflow``."""
 
-    metadata = sa.MetaData(schema=SCHEMA)
+    # Every string column is PostgreSQL text.
+    registry = registry(metadata=sa.MetaData(schema=SCHEMA), type_annotation_map={str: sa.Text})
 
 
 class DatabaseError(ConfigError):
@@ -115,13 +116,22 @@ def alembic_config(url: str):
     return config
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Create or upgrade ispflow's schema; idempotent."""
+def upgrade(url: str, revision: str = "head", app_url: str | None = None) -> str | None:
+    """Create or upgrade ispflow's schema as its owner (``url``); idempotent.
+
+    With ``app_url``, also creates the role it names and grants it the app's privileges
+    (``database_privileges``); returns a warning when that role is the owner itself.
+    """
     from alembic import command
 
     create_database_if_missing(url)
     check_database(url)
     command.upgrade(alembic_config(url), revision)
+    if app_url is None:
+        return None
+    from .database_privileges import grant_app_role
+
+    return grant_app_role(url, app_url)
 
 
 def current_revision(url: str) -> str | None:

@@ -49,6 +49,9 @@ class ISPFlow:
         for key, value in Settings.from_env().as_flask_config().items():
             app.config.setdefault(key, value)
         settings = _validated(app.config)
+        from . import audit
+
+        audit.configure(settings)
         database = self._db or _own_database(app, settings)
         app.extensions["ispflow"] = AppState(self, settings, database, given)
         app.register_blueprint(blueprint, url_prefix=settings.URL_PREFIX.rstrip("/") or None)

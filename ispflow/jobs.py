@@ -65,4 +65,5 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("storage-statistics", 3600, "ispflow.retention.storage:sample_storage", timeout=900, retries=2),
     PeriodicJob("collector-liveness", 60, "ispflow.status:check_liveness", timeout=50),
     PeriodicJob("router-clocks", 300, "ispflow.routers.jobs:check_all_routers", timeout=280),
+    PeriodicJob("audit-checkpoint", 3600, "ispflow.audit:checkpoint_job", timeout=300, retries=2),
 ]

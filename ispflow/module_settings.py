@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
+from .endpoints import EndpointError, format_endpoint, parse_endpoint
+
 KEY = "module"
 
 
@@ -42,24 +44,22 @@ class ModuleSettings:
                 prefixes.append(str(ipaddress.ip_network(prefix.strip(), strict=False)))
             except ValueError:
                 raise ValueError(f"own_prefixes: {prefix!r} is not a CIDR prefix") from None
+        endpoints = {}
         for name in ("collector_listen", "export_target"):
             value = getattr(self, name).strip()
-            if value and not _is_host_port(value):
-                raise ValueError(f"{name}: {value!r} is not HOST:PORT")
+            try:
+                endpoints[name] = format_endpoint(*parse_endpoint(value, listen=name == "collector_listen")) if value else ""
+            except EndpointError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone: {self.timezone!r} is not a time zone name such as Europe/Prague") from None
-        return replace(self, own_prefixes=tuple(prefixes))
+        return replace(self, own_prefixes=tuple(prefixes), **endpoints)
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-
-def _is_host_port(value: str) -> bool:
-    host, sep, port = value.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 def load(conn) -> ModuleSettings:

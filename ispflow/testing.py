@@ -1,7 +1,10 @@
 """pytest fixtures for ispflow and for host panels that mount it (a pytest plugin).
 
 Each test session gets its own freshly created database, upgraded by the real migrations,
-and dropped at the end; tests share it and start from empty tables.
+and dropped at the end; tests share it and start from empty tables. Tests connect as the app
+role (``database_url``, ``db_engine``), as the panel, collector and worker do, so its limits
+are exercised everywhere; ``owner_database_url`` and ``owner_engine`` are the schema's owner, for
+retention, schema changes and tests that play an attacker with database access.
 """
 from __future__ import annotations
 
@@ -11,28 +14,56 @@ import secrets
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from .database import drop_database, engine_for, upgrade
 
-# Tables emptied between tests; the audit log too (with its append-only guard bypassed).
-_TABLES = (
-    "flows", "nat_events", "exporters", "collector_heartbeats", "router_jobs", "routers",
-    "ip_assignments", "users", "settings", "exports", "storage_samples", "audit_log",
-)
+# Emptied between tests: every table the migrations made in schema ispflow (the definitions in
+# ispflow/tables.py match them, tests/test_schema.py checks), the audit log too (with its
+# append-only guard bypassed).
+_TABLES_SQL = "select tablename from pg_tables where schemaname = 'ispflow' and tablename <> 'alembic_version'"
 
 
 def _server_url() -> str:
     return os.environ.get("ISPFLOW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def audit_key():
+    """The audit chain's key for the session, in the environment so subprocesses share it."""
+    with pytest.MonkeyPatch.context() as patch:
+        key = os.environ.get("ISPFLOW_AUDIT_KEY") or f"test-audit-key-{secrets.token_hex(8)}"
+        patch.setenv("ISPFLOW_AUDIT_KEY", key)
+        yield key
+
+
 @pytest.fixture(scope="session")
-def database_url():
-    """URL of a new database with ispflow's schema, dropped after the session."""
+def owner_database_url():
+    """URL of a new database with ispflow's schema, as its owner; dropped after the session.
+
+    Its app role (``database_url``) is created with it and dropped with it.
+    """
     name = f"ispflow_test_{secrets.token_hex(4)}"
     url = re.sub(r"/[^/]*$", "/" + name, _server_url())
-    upgrade(url)
+    app_url = make_url(url).set(username=f"{name}_app", password=None).render_as_string(hide_password=False)
+    upgrade(url, app_url=app_url)
     yield url
+    engine_for(app_url).dispose()
     drop_database(url)
+    admin = sa.create_engine(make_url(url).set(database="postgres", drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT",
+                             poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'drop role if exists "{name}_app"'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(owner_database_url):
+    """URL of the session's database as the app role, the one the panel, collector and worker use:
+    it may add flows, NAT events and audit entries and read them, never change or delete them."""
+    name = make_url(owner_database_url).database
+    return make_url(owner_database_url).set(username=f"{name}_app", password=None).render_as_string(
+        hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -53,17 +84,24 @@ def redis_conn(redis_url):
 
 
 @pytest.fixture
-def db_engine(database_url):
-    """The engine of the test database, with every ispflow table empty."""
-    engine = engine_for(database_url)
-    with engine.begin() as conn:
+def db_engine(database_url, owner_database_url):
+    """The engine of the test database as the app role, with every ispflow table empty."""
+    with engine_for(owner_database_url).begin() as conn:
         conn.execute(sa.text("set local session_replication_role = replica"))
-        conn.execute(sa.text("truncate " + ", ".join(f"ispflow.{t}" for t in _TABLES) + " restart identity cascade"))
-    return engine
+        tables = conn.execute(sa.text(_TABLES_SQL)).scalars()
+        conn.execute(sa.text("truncate " + ", ".join(f'ispflow."{t}"' for t in tables) + " restart identity cascade"))
+    return engine_for(database_url)
 
 
 @pytest.fixture
-def app(db_engine, database_url, redis_url, tmp_path):
+def owner_engine(db_engine, owner_database_url):
+    """The engine of the test database as its owner (a superuser here): for tests that play the
+    attacker with database access, or that check what only the owner may do."""
+    return engine_for(owner_database_url)
+
+
+@pytest.fixture
+def app(db_engine, database_url, owner_database_url, redis_url, tmp_path):
     from .standalone import create_app
 
     app = create_app(
@@ -71,6 +109,7 @@ def app(db_engine, database_url, redis_url, tmp_path):
             "TESTING": True,
             "SECRET_KEY": "test-secret",
             "ISPFLOW_DATABASE_URL": database_url,
+            "ISPFLOW_OWNER_DATABASE_URL": owner_database_url,
             "SQLALCHEMY_DATABASE_URI": database_url.replace("postgresql://", "postgresql+psycopg2://", 1),
             "ISPFLOW_REDIS_URL": redis_url,
             "ISPFLOW_SPOOL_DIR": str(tmp_path / "spool"),

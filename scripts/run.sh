@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 
 mkdir -p var
-export ISPFLOW_DATABASE_URL=${ISPFLOW_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/ispflow}
+# The panel, collector and worker connect as the role ispflow (no update or delete of evidence);
+# `ispflow db upgrade` runs as the owner, postgres, and creates that role.
+export ISPFLOW_DATABASE_URL=${ISPFLOW_DATABASE_URL:-postgresql://ispflow@127.0.0.1:5432/ispflow}
+export ISPFLOW_OWNER_DATABASE_URL=${ISPFLOW_OWNER_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/ispflow}
 export ISPFLOW_REDIS_URL=${ISPFLOW_REDIS_URL:-redis://127.0.0.1:6379/0}
 export ISPFLOW_SPOOL_DIR=${ISPFLOW_SPOOL_DIR:-$PWD/var/spool}
 export ISPFLOW_STATE_DIR=${ISPFLOW_STATE_DIR:-$PWD/var/state}

@@ -1,5 +1,6 @@
 """Small builders for collector tests: FlowBatch from readable dicts."""
 import ipaddress
+from dataclasses import fields
 from datetime import datetime, timezone
 
 import numpy as np
@@ -42,7 +43,27 @@ def flow_batch(flows: list[dict], exporter: str = "192.0.2.1") -> FlowBatch:
         ("src_port", np.int32, 0), ("dst_port", np.int32, 0), ("protocol", np.int16, 6),
         ("tcp_flags", np.int16, -1), ("bytes", np.int64, 1000), ("packets", np.int64, 10),
         ("in_if", np.int64, -1), ("out_if", np.int64, -1), ("sampling_rate", np.int32, 1),
-        ("src_as", np.int64, -1), ("dst_as", np.int64, -1),
+        ("src_as", np.int64, -1), ("dst_as", np.int64, -1), ("post_nat_src_port", np.int32, -1),
+        ("post_nat_dst_port", np.int32, -1),
     ):
         setattr(batch, name, np.array([f.get(name, default) for f in flows], dtype=dtype))
+    for side in ("src", "dst"):
+        rows = [address_row(f[f"post_nat_{side}"]) if f.get(f"post_nat_{side}") else (0, np.zeros(16, np.uint8))
+                for f in flows]
+        setattr(batch, f"post_nat_{side}_family", np.array([r[0] for r in rows], dtype=np.uint8))
+        setattr(batch, f"post_nat_{side}_addr", np.array([r[1] for r in rows], dtype=np.uint8).reshape(n, 16))
     return batch
+
+
+def check(batch) -> None:
+    """Raise AssertionError unless every column of a decoded batch has the batch's length and dtype."""
+    n = len(batch)
+    for f in fields(batch):
+        if f.name == "exporters":
+            continue
+        column = getattr(batch, f.name)
+        assert column.dtype == f.metadata["dtype"], f"{f.name}: dtype {column.dtype}"
+        expected = (n,) if f.metadata["width"] is None else (n, f.metadata["width"])
+        assert column.shape == expected, f"{f.name}: shape {column.shape}, expected {expected}"
+    if n:
+        assert 0 <= int(batch.exporter.min()) and int(batch.exporter.max()) < len(batch.exporters)

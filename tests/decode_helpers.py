@@ -1,6 +1,6 @@
 """Shared by the decoder tests: drain a decoder into comparable dicts."""
-from ispflow.collector import synthetic
-from ispflow.collector.batches import check
+from tests import synthetic
+from tests.collector_helpers import check
 
 EXPORT = 1_767_225_900.0
 FIELDS = ("src", "dst", "src_port", "dst_port", "protocol", "tcp_flags", "packets", "bytes", "in_if", "out_if",

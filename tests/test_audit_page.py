@@ -29,8 +29,8 @@ def test_verify_button_reports_an_intact_chain(auth, client, entries):
     assert "Chain intact: 3 entries verified." in result
 
 
-def test_verify_button_reports_tampering(auth, client, entries):
-    with entries.begin() as conn:
+def test_verify_button_reports_tampering(auth, client, entries, owner_engine):
+    with owner_engine.begin() as conn:
         conn.execute(sa.text("set local session_replication_role = replica"))
         conn.execute(sa.text("delete from ispflow.audit_log where id = 2"))
     auth.login("admin")
@@ -54,3 +54,16 @@ def test_older_entries_are_reached_page_by_page(auth, client, entries, monkeypat
 def test_other_roles_cannot_post_verify(auth, client, entries, role):
     auth.login(role)
     assert client.post("/netflow/audit", data={}).status_code == 403
+
+
+def test_verify_button_names_entries_removed_from_the_end_against_the_checkpoint(app, auth, client, entries,
+                                                                                 owner_engine):
+    with entries.connect() as conn:
+        audit.write_checkpoint(conn, audit.checkpoint_path(app.extensions["ispflow"].settings))
+    with owner_engine.begin() as conn:
+        conn.execute(sa.text("set local session_replication_role = replica"))
+        conn.execute(sa.text("delete from ispflow.audit_log where id = 3"))
+    auth.login("admin")
+    page = client.get("/netflow/audit")
+    result = client.post("/netflow/audit", data={"csrf_token": csrf_token(page)}).data.decode()
+    assert "Chain broken: Entries were removed from the end" in result and "(removed-end)" in result

@@ -26,7 +26,12 @@ def test_db_upgrade_is_idempotent(database_url):
     first = run("db", "upgrade", ISPFLOW_DATABASE_URL=database_url)
     second = run("db", "upgrade", ISPFLOW_DATABASE_URL=database_url)
     assert first.returncode == second.returncode == 0
-    assert "revision 0001" in second.stdout
+    from alembic.script import ScriptDirectory
+
+    from ispflow.database import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    assert f"revision {head}" in second.stdout
 
 
 def test_unreachable_database_is_one_sentence_not_a_traceback():

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from ispflow.collector import synthetic
+from tests import synthetic
 from ispflow.collector.sockets import kernel_drops
 from ispflow.database import engine_for
 from ispflow.subscribers import Assignment, save_assignments
@@ -240,7 +240,8 @@ def test_a_bad_listen_address_is_one_sentence(database_url):
                             env={**os.environ, "ISPFLOW_DATABASE_URL": database_url}, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 2
-    assert result.stderr.strip() == "ispflow: listen address 'nowhere' is not HOST:PORT."
+    assert result.stderr.strip().startswith(
+        "ispflow: --listen: 'nowhere' is not ADDRESS:PORT (an IP address, not a host name); write it as")
 
 
 def test_records_before_a_malformed_set_are_stored_and_the_error_counted(collector, db_engine):

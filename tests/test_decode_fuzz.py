@@ -3,10 +3,10 @@ import json
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ispflow.collector import synthetic
-from ispflow.collector.batches import check
+from tests import synthetic
+from tests.collector_helpers import check
 from ispflow.collector.decoder import DecodeError, FlowDecoder
-from ispflow.collector.synthetic import Exporter, TemplateSpec
+from tests.synthetic import Exporter, TemplateSpec
 
 EXPORT = 1_767_225_900.0
 FLOWS = synthetic.generate_flows(6, seed=3, ipv6_share=0.3)

@@ -3,9 +3,9 @@ import struct
 
 import pytest
 
-from ispflow.collector import synthetic
+from tests import synthetic
 from ispflow.collector.decoder import DecodeError, FlowDecoder
-from ispflow.collector.synthetic import Exporter, TemplateSpec
+from tests.synthetic import Exporter, TemplateSpec
 
 from .decode_helpers import EXPORT, drained, same
 

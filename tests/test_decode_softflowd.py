@@ -5,8 +5,8 @@ from collections import defaultdict
 
 import pytest
 
-from ispflow.collector import synthetic
-from ispflow.collector.batches import check
+from tests import synthetic
+from tests.collector_helpers import check
 from ispflow.collector.decoder import FlowDecoder
 
 T0 = 1_767_225_600.0

@@ -1,8 +1,8 @@
 """NetFlow v5: every field, header times and sampling, sequence numbers, malformed packets."""
 import pytest
 
-from ispflow.collector import synthetic
-from ispflow.collector.batches import check
+from tests import synthetic
+from tests.collector_helpers import check
 from ispflow.collector.decoder import DecodeError, FlowDecoder
 
 EXPORT = 1_767_225_900.0

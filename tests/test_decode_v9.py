@@ -1,9 +1,9 @@
 """NetFlow v9 (RFC 3954): templates, options, sampling, held data, NAT events, sequence numbers."""
 import pytest
 
-from ispflow.collector import synthetic
+from tests import synthetic
 from ispflow.collector.decoder import DecodeError, FlowDecoder
-from ispflow.collector.synthetic import Exporter, TemplateSpec
+from tests.synthetic import Exporter, TemplateSpec
 
 from .decode_helpers import EXPORT, drained, same
 

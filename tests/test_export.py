@@ -14,8 +14,8 @@ from ispflow.app_state import settings
 from ispflow.module_settings import ModuleSettings, save
 from ispflow.search import jobs
 from ispflow.search.export import HEADER
-from ispflow.search.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.signals import export_made
+from tests.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.subscribers import Assignment, save_assignments
 from ispflow.testing import csrf_token
 from ispflow.worker import InProcessJobWorker
@@ -81,7 +81,8 @@ def test_a_small_export_has_the_decree_columns_local_times_and_a_bom(auth, clien
         "start": "2026-01-10T11:00:00.250+01:00", "end": "2026-01-10T11:00:01.750+01:00", "duration_s": "1.500",
         "src_addr": "100.64.0.10", "src_port": "51000", "dst_addr": "198.51.100.1", "dst_port": "443",
         "protocol": "6", "bytes": "5000", "packets": "7", "event_status": "success", "direction": "out",
-        "in_if": "2", "out_if": "1", "exporter": "edge-ž"}]
+        "in_if": "2", "out_if": "1", "exporter": "edge-ž", "post_nat_src_addr": "",
+        "post_nat_src_port": "", "post_nat_dst_addr": "", "post_nat_dst_port": ""}]
 
 
 def test_ipv6_rows_export_with_plain_addresses(auth, client, flows):
@@ -104,9 +105,35 @@ def test_the_sha256_of_the_file_matches_the_manifest_the_record_and_the_audit_lo
         entries = conn.execute(sa.text("select action, case_ref, row_count, export_sha256, criteria "
                                        "from ispflow.audit_log order by id")).all()
     assert [(e.action, e.case_ref, e.row_count, e.export_sha256) for e in entries] == [
-        ("export", "CASE-9", 1, digest), ("export.download", "CASE-9", 1, digest)]
+        ("export.start", "CASE-9", 1, None), ("export", "CASE-9", 1, digest),
+        ("export.download", "CASE-9", 1, digest)]
     assert entries[0].criteria["account"] == "ACC-2"
     assert "2001:db8::10" not in json.dumps([e.criteria for e in entries])
+
+
+def test_the_manifest_anchors_the_audit_log_at_the_exports_entry(auth, client, flows):
+    auth.login("compliance", username="olga")
+    _, manifest = finished_export(client, start_export(client, account="ACC-2"))
+    with flows.connect() as conn:
+        entry = conn.execute(sa.text("select id, hash from ispflow.audit_log where action = 'export'")).one()
+    assert manifest["audit_head"] == {"id": entry.id, "hash": entry.hash}
+
+
+def test_an_export_is_audited_before_its_first_row_is_written(auth, client, flows, monkeypatch):
+    from ispflow.search import jobs
+
+    seen = []
+    real = jobs.write_csv
+
+    def watched(dbapi, criteria, out, **kw):
+        with flows.connect() as conn:
+            seen.extend(conn.execute(sa.text("select action from ispflow.audit_log order by id")).scalars())
+        return real(dbapi, criteria, out, **kw)
+
+    monkeypatch.setattr(jobs, "write_csv", watched)
+    auth.login("compliance", username="olga")
+    finished_export(client, start_export(client, account="ACC-2"))
+    assert seen == ["export.start"]
 
 
 def test_an_officer_cannot_open_another_officers_export(auth, client, flows):

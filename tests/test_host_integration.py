@@ -2,9 +2,11 @@
 from datetime import datetime, timezone
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from ispflow import Assignment, CurrentUser, ISPFlow
+from ispflow.testing import csrf_token
 
 
 @pytest.fixture
@@ -52,8 +54,23 @@ def test_host_directory_is_synchronised_and_answers_who(host):
     result = runner.invoke(subscribers_sync)
     assert "Synchronised 1 assignments" in result.output
     host.logged_in["user"] = CurrentUser("carol", "admin")
-    page = host.test_client().get("/isp/netflow/subscribers?ip=198.51.100.7&at=2026-06-01T00:00:00Z").data
-    assert b"HOST-7" in page and b"fiber-100" in page
+    client = host.test_client()
+    token = csrf_token(client.get("/isp/netflow/subscribers"))
+    page = client.post("/isp/netflow/subscribers",
+                       data={"csrf_token": token, "ip": "198.51.100.7", "at": "2026-06-01T00:00:00Z"}).data
+    assert b"account <strong>HOST-7</strong>" in page and b"fiber-100" in page
+
+
+def test_a_sync_is_audited_with_its_row_count_and_a_sha256_of_the_rows(host, db_engine):
+    from ispflow.cli import subscribers_sync
+    from ispflow.subscribers import rows_sha256
+
+    host.test_cli_runner().invoke(subscribers_sync)
+    with db_engine.connect() as conn:
+        [entry] = conn.execute(sa.text("select row_count, criteria from ispflow.audit_log "
+                                       "where action = 'subscribers.sync'")).all()
+    expected = rows_sha256([Assignment.parse("HOST-7", "fiber-100", "198.51.100.7", "2026-01-01T00:00:00Z")])
+    assert entry.row_count == 1 and entry.criteria["sha256"] == expected
 
 
 def test_a_customer_needs_an_account():

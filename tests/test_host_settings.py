@@ -19,13 +19,13 @@ from .host_panel import as_user, create_app, log_signals_to
 from .netflow_tools import free_udp_port, send
 from .test_roles import PAGES
 from ispflow.app_state import settings
-from ispflow.collector import synthetic
+from tests import synthetic
 from ispflow.config import Settings
 from ispflow.jobs import queue
 from ispflow.module_settings import ModuleSettings, save
 from ispflow.retention.jobs import run_retention
 from ispflow.search import jobs
-from ispflow.search.sample_flows import flow, insert_exporter, insert_flows
+from tests.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.testing import csrf_token
 
 ISPFLOW = str(Path(sys.executable).with_name("ispflow"))

@@ -48,7 +48,7 @@ def test_hosts_still_import_the_extension_from_the_package():
     assert ISPFlow is defined
 
 
-def _imports(path: Path, module: str, is_package: bool) -> set[str]:
+def _imports(path: Path, module: str, is_package: bool, modules: set[str]) -> set[str]:
     """ispflow modules ``module`` imports, at any depth, leaving out typing-only imports."""
     tree = ast.parse(path.read_text())
     typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
@@ -63,8 +63,10 @@ def _imports(path: Path, module: str, is_package: bool) -> set[str]:
             base = module.split(".") if is_package else module.split(".")[:-1]
             prefix = ".".join(base[:len(base) - node.level + 1]) if node.level else ""
             target = ".".join(p for p in (prefix, node.module) if p)
-            found.add(target)
-            found.update(f"{target}.{alias.name}" for alias in node.names)
+            names = [f"{target}.{alias.name}" for alias in node.names]
+            found.update(names)
+            if not all(name in modules for name in names):  # names defined in ``target`` itself
+                found.add(target)
     return found
 
 
@@ -74,7 +76,8 @@ def import_graph() -> dict[str, set[str]]:
         parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
         is_package = parts[-1] == "__init__"
         files[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
-    graph = {name: _imports(path, name, is_package) & set(files) - {name} for name, (path, is_package) in files.items()}
+    graph = {name: _imports(path, name, is_package, set(files)) & set(files) - {name}
+             for name, (path, is_package) in files.items()}
     graph["ispflow"].discard("ispflow.extension")  # imported only when a host asks for ISPFlow
     return graph
 

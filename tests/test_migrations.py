@@ -16,8 +16,8 @@ def test_migrations_have_a_single_head(database_url):
 
 
 @pytest.fixture
-def empty_database_url(database_url):
-    url = database_url.rsplit("/", 1)[0] + f"/ispflow_empty_{secrets.token_hex(3)}"
+def empty_database_url(owner_database_url):
+    url = owner_database_url.rsplit("/", 1)[0] + f"/ispflow_empty_{secrets.token_hex(3)}"
     yield url
     drop_database(url)
 
@@ -36,7 +36,8 @@ def test_upgrade_creates_the_database_schema_and_hypertables(empty_database_url)
     assert hypertables == {"flows", "nat_events"}
     assert version_table == "ispflow.alembic_version"
     assert public_tables == 0
-    assert current_revision(empty_database_url) == "0001"
+    [head] = ScriptDirectory.from_config(alembic_config(empty_database_url)).get_heads()
+    assert current_revision(empty_database_url) == head
 
 
 def test_flows_table_has_the_documented_columns(db_engine):
@@ -59,3 +60,38 @@ def test_timescaledb_edition_is_detected(database_url):
 def test_an_unreachable_database_gives_one_sentence_saying_what_to_do():
     with pytest.raises(DatabaseError, match=r"Cannot connect to the database .*Start PostgreSQL"):
         check_database("postgresql://postgres@127.0.0.1:1/nothing")
+
+
+def test_entries_written_before_the_chain_was_keyed_still_verify_and_are_sealed(empty_database_url):
+    from datetime import datetime, timezone
+
+    from ispflow import audit
+
+    upgrade(empty_database_url, revision="0001")
+    engine = engine_for(empty_database_url)
+    prev = audit.GENESIS
+    with engine.begin() as conn:  # two entries as the unkeyed chain wrote them
+        for case in ("OLD-1", "OLD-2"):
+            at = datetime.now(timezone.utc)
+            digest = audit._legacy_digest(prev, at, "olga", "compliance", "search", case, {}, 1, None)
+            conn.execute(sa.text("insert into ispflow.audit_log (at, actor, role, action, case_ref, row_count, "
+                                 "prev_hash, hash) values (:at, 'olga', 'compliance', 'search', :case, 1, :prev, "
+                                 ":hash)"), {"at": at, "case": case, "prev": prev, "hash": digest})
+            prev = digest
+    upgrade(empty_database_url)
+    with engine.begin() as conn:
+        audit.record(conn, actor="olga", action="search", case_ref="NEW-1")
+    with engine.connect() as conn:
+        assert audit.verify(conn).ok
+    with engine.begin() as conn:  # re-chaining the old entries without the key breaks the first keyed one
+        conn.execute(sa.text("set local session_replication_role = replica"))
+        conn.execute(sa.text("delete from ispflow.audit_log where id = 1"))
+        first = conn.execute(sa.text("select * from ispflow.audit_log where id = 2")).one()
+        rechained = audit._legacy_digest(audit.GENESIS, first.at, first.actor, first.role, first.action,
+                                         first.case_ref, {}, first.row_count, None)
+        conn.execute(sa.text("update ispflow.audit_log set prev_hash = :g, hash = :h where id = 2"),
+                     {"g": audit.GENESIS, "h": rechained})
+    with engine.connect() as conn:
+        result = audit.verify(conn)
+    assert [p.kind for p in result.problems] == ["removed-start", "removed-middle"]
+    engine.dispose()

@@ -21,8 +21,8 @@ def test_defaults_keep_traffic_data_for_the_czech_legal_six_months():
     ("retention_flows_months", 0, "retention_flows_months: a whole number of months from 1 to 120"),
     ("retention_audit_months", 121, "retention_audit_months: a whole number of months from 1 to 120"),
     ("own_prefixes", ("10.0.0.0/8", "10.0.0.300/32"), "own_prefixes: '10.0.0.300/32' is not a CIDR prefix"),
-    ("collector_listen", "0.0.0.0", "collector_listen: '0.0.0.0' is not HOST:PORT"),
-    ("export_target", "192.0.2.1:70000", "export_target: '192.0.2.1:70000' is not HOST:PORT"),
+    ("collector_listen", "0.0.0.0", "collector_listen: '0.0.0.0' is not ADDRESS:PORT"),
+    ("export_target", "192.0.2.1:70000", "export_target: '192.0.2.1:70000' is not ADDRESS:PORT (port 70000"),
     ("timezone", "Mars/Olympus", "timezone: 'Mars/Olympus' is not a time zone name"),
 ])
 def test_validation_names_the_bad_field(field, value, message):
@@ -109,7 +109,7 @@ def test_every_bad_field_is_explained_next_to_it_and_nothing_is_saved(auth, clie
     assert "A whole number of months from 1 to 120." in page
     assert "Not a valid integer value." in page
     assert "&#39;not-a-prefix&#39; is not a CIDR prefix." in page
-    assert "&#39;router&#39; is not HOST:PORT." in page
+    assert "&#39;router&#39; is not ADDRESS:PORT (an IP address, not a host name)" in page
     assert "&#39;Nowhere/City&#39; is not a time zone name" in page
     assert b"Settings saved." not in response.data
     assert stored(app) == ModuleSettings()

@@ -50,8 +50,9 @@ def audit_entries(engine, action="retention"):
 
 
 @pytest.fixture
-def job_settings(database_url, redis_url, tmp_path):
-    return Settings(DATABASE_URL=database_url, REDIS_URL=redis_url, EXPORT_DIR=str(tmp_path / "exports"),
+def job_settings(database_url, owner_database_url, redis_url, tmp_path):
+    return Settings(DATABASE_URL=database_url, OWNER_DATABASE_URL=owner_database_url, REDIS_URL=redis_url,
+                    EXPORT_DIR=str(tmp_path / "exports"),
                     SPOOL_DIR=str(tmp_path / "spool"))
 
 
@@ -106,8 +107,8 @@ def test_nat_events_follow_their_own_period(db_engine, job_settings):
         assert conn.execute(sa.text("select count(*) from ispflow.nat_events")).scalar() == 1
 
 
-def test_roll_up_hypertables_follow_the_roll_up_period(db_engine, job_settings):
-    with db_engine.begin() as conn:
+def test_roll_up_hypertables_follow_the_roll_up_period(owner_engine, job_settings):
+    with owner_engine.begin() as conn:  # a later migration's table, created by the schema's owner
         conn.execute(sa.text("create table ispflow.rollup_test_daily (bucket timestamptz not null, bytes bigint)"))
         conn.execute(sa.text("select create_hypertable('ispflow.rollup_test_daily', 'bucket', "
                              "chunk_time_interval => interval '1 day')"))
@@ -115,20 +116,21 @@ def test_roll_up_hypertables_follow_the_roll_up_period(db_engine, job_settings):
                      {"old": datetime(2025, 9, 1, tzinfo=UTC), "kept": datetime(2025, 11, 1, tzinfo=UTC)})
     try:
         report = run_retention(job_settings, now=NOW)  # roll-ups: 13 months, cutoff 2025-10-22
-        with db_engine.connect() as conn:
+        with owner_engine.connect() as conn:
             left = conn.execute(sa.text("select bytes from ispflow.rollup_test_daily")).scalars().all()
     finally:
-        with db_engine.begin() as conn:
+        with owner_engine.begin() as conn:
             conn.execute(sa.text("drop table ispflow.rollup_test_daily"))
     assert left == [2]
     assert [(d.table, d.rows) for d in report.dropped] == [("rollup_test_daily", 1)]
 
 
-def test_audit_entries_past_the_audit_period_are_deleted_and_the_chain_still_verifies(db_engine, job_settings):
+def test_audit_entries_past_the_audit_period_are_deleted_and_the_chain_still_verifies(db_engine, owner_engine,
+                                                                                     job_settings):
     with db_engine.begin() as conn:
         for case in ("OLD-1", "OLD-2", "NEW-1"):
             audit.record(conn, actor="olga", role="compliance", action="search", case_ref=case)
-    with db_engine.begin() as conn:
+    with owner_engine.begin() as conn:  # ages the entries, as time would
         conn.execute(sa.text("set local session_replication_role = replica"))
         conn.execute(sa.text("update ispflow.audit_log set at = at - interval '6 years' where case_ref like 'OLD-%'"))
     report = run_retention(job_settings)

@@ -26,10 +26,19 @@ def test_add_reads_the_password_from_stdin_and_list_shows_the_router(runner, mik
     assert "secret" not in listing
 
 
+def test_adding_from_the_command_line_is_audited_as_the_unix_user(runner, mikrotik, db_engine):
+    import sqlalchemy as sa
+
+    add(runner, mikrotik())
+    with db_engine.connect() as conn:
+        actor, action = conn.execute(sa.text("select actor, action from ispflow.audit_log")).one()
+    assert actor.startswith("cli:") and action == "router.add"
+
+
 def test_add_explains_a_bad_option_in_one_sentence(runner, mikrotik):
     result = add(runner, mikrotik(), "edge-2", "--interfaces", "all", "--collector", "collector:2055")
     assert result.exit_code == 2
-    assert "--collector: 'collector' is not an IP address" in result.output
+    assert "--collector: 'collector:2055' is not ADDRESS:PORT (an IP address, not a host name)" in result.output
 
 
 def test_add_refuses_cisco_without_interfaces(runner):

@@ -89,7 +89,7 @@ def test_bad_fields_are_explained_next_to_the_field(auth, client, db_engine):
     page = client.post("/netflow/routers/new", data={**form_data(collector="collector.example:2055"),
                                                       "csrf_token": token}).data.decode()
     field = re.search(r'<div class="field">\s*<label for="collector".*?</div>', page, re.S).group(0)
-    assert "is not an IP address (routers export to an address, not a name)." in field
+    assert "is not ADDRESS:PORT (an IP address, not a host name)" in field
     assert PASSWORD not in page
 
 
@@ -129,6 +129,42 @@ def test_the_edit_form_never_shows_the_password_and_keeps_it_when_left_empty(aut
         router = db.get(Router, router_id)
         assert decrypt(settings, router.secret) == PASSWORD
         assert router.interfaces == "ether1"
+
+
+def router_audit(database_url):
+    with engine_for(database_url).connect() as conn:
+        return conn.execute(sa.text("select actor, role, action, criteria from ispflow.audit_log "
+                                    "where action like 'router.%' order by id")).all()
+
+
+def test_adding_a_router_is_audited_in_the_users_name(auth, client, database_url, db_engine):
+    auth.login("technician")
+    token = csrf_token(client.get("/netflow/routers/new"))
+    client.post("/netflow/routers/new", data={**form_data(), "csrf_token": token})
+    [entry] = router_audit(database_url)
+    assert (entry.actor, entry.role, entry.action) == ("technician-user", "technician", "router.add")
+    assert (entry.criteria["router"], entry.criteria["host"]) == ("edge-1", "127.0.0.1")
+
+
+def test_an_edit_is_audited_with_the_fields_it_changed_never_the_password(auth, client, database_url):
+    router_id = make_router(database_url)
+    auth.login("admin")
+    page = client.get(f"/netflow/routers/{router_id}/edit")
+    client.post(f"/netflow/routers/{router_id}/edit",
+                data={**form_data(password="new-password-77", interfaces="ether1"), "csrf_token": csrf_token(page)})
+    entry = router_audit(database_url)[-1]
+    assert (entry.actor, entry.action) == ("admin-user", "router.update")
+    assert entry.criteria["changed"] == ["interfaces"] and entry.criteria["password_changed"] is True
+    assert "new-password-77" not in json.dumps(entry.criteria)
+
+
+def test_a_button_press_is_audited(auth, client, database_url, redis_conn):
+    router_id = make_router(database_url)
+    auth.login("admin")
+    page = client.get(f"/netflow/routers/{router_id}")
+    client.post(f"/netflow/routers/{router_id}/provision", data={"csrf_token": csrf_token(page)})
+    entry = router_audit(database_url)[-1]
+    assert (entry.actor, entry.action, entry.criteria["router"]) == ("admin-user", "router.provision", "edge-1")
 
 
 def test_a_button_without_csrf_token_queues_nothing(auth, client, database_url, redis_conn):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from ispflow.module_settings import ModuleSettings, save
 from ispflow.commands import search as commands
 from ispflow.search.export import HEADER
-from ispflow.search.sample_flows import flow, insert_flows, insert_nat_events, nat_event
+from tests.sample_flows import flow, insert_flows, insert_nat_events, nat_event
 
 ISPFLOW = str(Path(sys.executable).with_name("ispflow"))
 
@@ -56,9 +56,29 @@ def test_search_csv_has_the_panels_columns_and_its_hash_is_audited(runner, flows
     body = result.stdout_bytes
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
     assert rows[0] == HEADER and len(rows) == 6
-    [entry] = audit_entries(flows)
+    [start, entry] = audit_entries(flows)
+    assert (start.action, start.row_count, start.export_sha256) == ("export.start", 5, None)
     assert entry.actor.startswith("cli:") and entry.action == "export" and entry.case_ref == "CASE-CLI"
     assert entry.export_sha256 == hashlib.sha256(body).hexdigest() and entry.row_count == 5
+
+
+def test_search_csv_is_audited_before_its_first_row_leaves(runner, flows, monkeypatch):
+    seen = []
+
+    class Watched:
+        def __init__(self, out):
+            self.out = out
+
+        def write(self, data):
+            if not seen:  # what another connection sees when the first byte goes out
+                seen.append([e.action for e in audit_entries(flows)])
+            return self.out.write(data)
+
+    real = commands.write_csv
+    monkeypatch.setattr(commands, "write_csv", lambda dbapi, criteria, out, **kw: real(dbapi, criteria, Watched(out),
+                                                                                      **kw))
+    assert runner.invoke(commands.search, SEARCH + ["--format", "csv"]).exit_code == 0
+    assert seen == [["export.start"]]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -100,13 +120,42 @@ def test_who_without_a_holder_exits_1_and_bad_input_exits_2(runner, flows):
     assert bad.exit_code == 2 and "'soon' is not a date-time" in bad.output
 
 
-def test_audit_verify_exits_0_when_intact_and_1_when_tampered(runner, flows):
+def test_audit_verify_exits_0_when_intact_and_1_when_tampered(runner, flows, owner_engine):
     runner.invoke(commands.search, SEARCH)
     runner.invoke(commands.search, SEARCH)
     intact = runner.invoke(commands.audit_group, ["verify"])
     assert intact.exit_code == 0 and "2 entries verified" in intact.output
-    with flows.begin() as conn:
+    with owner_engine.begin() as conn:
         conn.execute(sa.text("set local session_replication_role = replica"))
         conn.execute(sa.text("update ispflow.audit_log set case_ref = 'OTHER' where id = 1"))
     broken = runner.invoke(commands.audit_group, ["verify"])
     assert broken.exit_code == 1 and "Entry 1 was changed" in broken.output
+
+
+def test_audit_checkpoint_then_verify_names_entries_removed_from_the_end(runner, flows, owner_engine):
+    runner.invoke(commands.search, SEARCH)
+    runner.invoke(commands.search, SEARCH)
+    anchored = runner.invoke(commands.audit_group, ["checkpoint"])
+    assert anchored.exit_code == 0 and "Checkpoint: entry 2" in anchored.output
+    with owner_engine.begin() as conn:
+        conn.execute(sa.text("set local session_replication_role = replica"))
+        conn.execute(sa.text("delete from ispflow.audit_log where id = 2"))
+    broken = runner.invoke(commands.audit_group, ["verify"])
+    assert broken.exit_code == 1
+    assert "Audit log broken (removed-end): Entries were removed from the end" in broken.output
+
+
+def test_audit_verify_checks_a_manifest_given_to_it(runner, flows, owner_engine, tmp_path):
+    import json
+
+    runner.invoke(commands.search, SEARCH)
+    with flows.connect() as conn:
+        head = conn.execute(sa.text("select id, hash from ispflow.audit_log")).one()
+    manifest = tmp_path / "handed-over.manifest.json"
+    manifest.write_text(json.dumps({"audit_head": {"id": head.id, "hash": head.hash}}))
+    assert runner.invoke(commands.audit_group, ["verify", "--manifest", str(manifest)]).exit_code == 0
+    with owner_engine.begin() as conn:
+        conn.execute(sa.text("set local session_replication_role = replica"))
+        conn.execute(sa.text("delete from ispflow.audit_log"))
+    broken = runner.invoke(commands.audit_group, ["verify", "--manifest", str(manifest)])
+    assert broken.exit_code == 1 and "handed-over.manifest.json" in broken.output

@@ -3,7 +3,7 @@ import pytest
 import sqlalchemy as sa
 
 from ispflow.module_settings import ModuleSettings, save
-from ispflow.search.sample_flows import flow, insert_exporter, insert_flows
+from tests.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.testing import csrf_token
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from ispflow.search.criteria import CriteriaError, parse_criteria
 from ispflow.search.query import all_rows, fetch_page, totals
-from ispflow.search.sample_flows import flow, insert_flows
+from tests.sample_flows import flow, insert_flows
 
 UTC = ZoneInfo("UTC")
 PRAGUE = ZoneInfo("Europe/Prague")

@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 from ispflow.module_settings import ModuleSettings, save
-from ispflow.search.sample_flows import insert_nat_events, nat_event
+from tests.sample_flows import insert_nat_events, nat_event
 from ispflow.search.who import who_held
 from ispflow.subscribers import Assignment, save_assignments
 from ispflow.testing import csrf_token
@@ -112,3 +112,31 @@ def test_the_page_explains_bad_input_and_answers_nothing(auth, client, directory
     assert b'id="who-answer"' not in response.data
     with directory.connect() as conn:
         assert conn.execute(sa.text("select count(*) from ispflow.audit_log")).scalar() == 0
+
+
+def test_a_session_with_another_destination_than_the_remote_side_named_does_not_answer(directory):
+    with directory.connect() as conn:
+        insert_nat_events(conn, [nat_event("2026-03-01T00:00:00Z", "100.64.0.10", PUBLIC, public_port=5000,
+                                           dst_addr="192.0.2.80", dst_port=443)])
+        conn.commit()
+    with directory.connect() as conn:
+        named = who_held(conn, PUBLIC, datetime(2026, 3, 1, 0, 1, tzinfo=timezone.utc), 5000, remote="192.0.2.80")
+        other = who_held(conn, PUBLIC, datetime(2026, 3, 1, 0, 1, tzinfo=timezone.utc), 5000, remote="192.0.2.81")
+    assert (named.account, named.private_addr) == ("ACC-A", "100.64.0.10")
+    assert not other.behind_nat
+
+
+def test_without_a_port_every_open_translation_of_the_address_is_a_candidate(directory):
+    holder = ask(directory, PUBLIC, "2026-02-01T09:03:00+00:00")
+    assert holder.ambiguous and holder.account is None
+    assert sorted((c.account, c.private_addr) for c in holder.candidates) == [
+        ("ACC-A", "100.64.0.10"), ("ACC-B", "100.64.0.11")]
+    assert holder.reason == (f"2 private addresses held translations of {PUBLIC} at that moment, by the NAT events; "
+                             "give the public port to narrow it")
+
+
+def test_the_page_lists_every_open_translation_without_a_port(auth, client, directory):
+    auth.login("compliance")
+    page = lookup_page(client, ip=PUBLIC, at="2026-02-01 10:03").data.decode()  # 09:03Z
+    assert "cannot be tied to one" in page and "give the public port to narrow it" in page
+    assert "<strong>ACC-A</strong>" in page and "<strong>ACC-B</strong>" in page and "1024–2047" in page

@@ -14,8 +14,8 @@ UTC = timezone.utc
 
 
 @pytest.fixture
-def settings(database_url, redis_url):
-    return Settings(DATABASE_URL=database_url, REDIS_URL=redis_url)
+def settings(database_url, owner_database_url, redis_url):
+    return Settings(DATABASE_URL=database_url, OWNER_DATABASE_URL=owner_database_url, REDIS_URL=redis_url)
 
 
 def add_flows(engine, day, count):

@@ -1,5 +1,8 @@
 """The subscriber directory answers who held an address at a moment, from validity periods."""
+import hashlib
 import io
+
+import sqlalchemy as sa
 
 from ispflow.cli import subscribers_import, subscribers_who
 from ispflow.testing import csrf_token
@@ -82,8 +85,8 @@ def test_admin_imports_a_csv_through_the_page(auth, client):
         follow_redirects=True,
     )
     assert b"Imported 3 assignments." in response.data
-    answer = client.get("/netflow/subscribers?ip=203.0.113.10&at=2026-02-01T00:00:00Z").data
-    assert b"ACC-OLD" in answer
+    answer = look_up(client, "203.0.113.10", "2026-02-01T00:00:00Z").data
+    assert b'id="who-answer">203.0.113.10 was held by account <strong>ACC-OLD' in answer
 
 
 def test_import_without_csrf_token_is_refused(auth, client):
@@ -97,10 +100,70 @@ def test_import_without_csrf_token_is_refused(auth, client):
     assert b"ACC-OLD" not in client.get("/netflow/subscribers").data
 
 
+def look_up(client, ip, at, **extra):
+    token = csrf_token(client.get("/netflow/subscribers"))
+    return client.post("/netflow/subscribers", data={"csrf_token": token, "ip": ip, "at": at, **extra})
+
+
 def test_lookup_form_explains_a_bad_address(auth, client):
     auth.login("admin")
-    page = client.get("/netflow/subscribers?ip=300.1.1.1&at=2026-01-01T00:00:00Z").data
+    page = look_up(client, "300.1.1.1", "2026-01-01T00:00:00Z").data
     assert b"Not an IPv4 or IPv6 address." in page
+
+
+def audit_entries(app, action):
+    from ispflow.extension import db
+
+    with app.app_context():
+        return db.session.execute(sa.text("select actor, role, case_ref, criteria, row_count from ispflow.audit_log "
+                                          "where action = :action order by id"), {"action": action}).all()
+
+
+def test_the_admins_lookup_is_audited_in_their_name(app, auth, client, runner, tmp_path):
+    import_csv(runner, tmp_path, REASSIGNED)
+    auth.login("admin")
+    look_up(client, "203.0.113.10", "2026-02-01T00:00:00Z")
+    [entry] = audit_entries(app, "who")
+    assert (entry.actor, entry.role, entry.row_count) == ("admin-user", "admin", 1)
+    assert entry.criteria == {"ip": "203.0.113.10", "at": "2026-02-01T00:00:00+00:00", "source": "directory"}
+
+
+def test_a_lookup_without_csrf_token_is_refused_and_not_audited(app, auth, client):
+    auth.login("admin")
+    response = client.post("/netflow/subscribers", data={"ip": "203.0.113.10", "at": "2026-02-01T00:00:00Z"})
+    assert response.data.count(b"The form expired") == 1 and b'id="who-answer"' not in response.data
+    assert audit_entries(app, "who") == []
+
+
+def test_the_command_line_lookup_is_audited_found_or_not(app, runner, tmp_path):
+    import_csv(runner, tmp_path, REASSIGNED)
+    runner.invoke(subscribers_who, ["--ip", "203.0.113.10", "--at", "2026-02-01T00:00:00Z", "--case", "C-7"])
+    runner.invoke(subscribers_who, ["--ip", "192.0.2.1", "--at", "2026-02-01T00:00:00Z"])
+    entries = audit_entries(app, "who")
+    assert [(e.actor.startswith("cli:"), e.case_ref, e.row_count) for e in entries] == [(True, "C-7", 1),
+                                                                                       (True, None, 0)]
+
+
+def test_an_import_is_audited_with_its_row_count_and_the_files_sha256(app, runner, tmp_path):
+    import_csv(runner, tmp_path, REASSIGNED)
+    [entry] = audit_entries(app, "subscribers.import")
+    assert entry.row_count == 3
+    assert entry.criteria["sha256"] == hashlib.sha256(REASSIGNED.encode()).hexdigest()
+
+
+def test_an_import_through_the_page_is_audited_with_the_uploads_sha256(app, auth, client):
+    auth.login("admin")
+    token = csrf_token(client.get("/netflow/subscribers"))
+    client.post("/netflow/subscribers", data={"csrf_token": token, "file": (io.BytesIO(REASSIGNED.encode()), "d.csv")},
+                content_type="multipart/form-data")
+    [entry] = audit_entries(app, "subscribers.import")
+    assert (entry.actor, entry.row_count, entry.criteria["file"]) == ("admin-user", 3, "d.csv")
+    assert entry.criteria["sha256"] == hashlib.sha256(REASSIGNED.encode()).hexdigest()
+
+
+def test_a_bad_import_writes_no_audit_entry(app, runner, tmp_path):
+    import_csv(runner, tmp_path, "account,service,prefix,valid_from,valid_to\nA,s,nonsense,2026-01-01,\n")
+    assert audit_entries(app, "subscribers.import") == []
 
 
 def test_customer_page_lists_only_the_customers_current_addresses(auth, client, runner, tmp_path):

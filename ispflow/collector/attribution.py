@@ -5,6 +5,10 @@ reloaded periodically, so the collector never asks the database per flow. IPv4 l
 vectorised: per prefix length, sorted network keys and ``searchsorted``; IPv6, rarer in
 subscriber traffic, goes through a dictionary.
 
+The rule is the directory's (``subscribers`` module): the most specific prefix holding the
+address at the moment wins; of two periods of one prefix (which the database refuses) the later
+start. Longer prefixes are tried first, and each prefix's periods are kept latest start first.
+
 The subscriber side of a flow: its source when the source is a subscriber's address (the
 flow goes ``out`` from the subscriber), else its destination (``in``). An address inside the
 ISP's own prefixes but assigned to nobody still gives the direction, without an account.
@@ -48,9 +52,11 @@ class SubscriberDirectory:
             else:
                 self._v6[(network.prefixlen, network.network_address.packed)].append(period)
         self.subscribers = list(index)
+        for periods in self._v6.values():
+            periods.sort(key=lambda period: -period[0])
         self._v4 = []
         for length in sorted(v4, reverse=True):
-            rows = sorted(v4[length])
+            rows = sorted(v4[length], key=lambda row: (row[0], -row[1]))
             table = np.array(rows, dtype=np.int64).reshape(-1, 4)
             mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
             self._v4.append((np.uint32(mask), table[:, 0].astype(np.uint32), table[:, 1], table[:, 2],

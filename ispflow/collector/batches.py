@@ -39,6 +39,14 @@ class FlowBatch:
     sampling_rate: np.ndarray = _column(np.int32)  # 1 when unsampled
     src_as: np.ndarray = _column(np.int64)         # -1 when not exported
     dst_as: np.ndarray = _column(np.int64)
+    # The translation a NAT device reports inside the flow record (MikroTik, Cisco ASA NSEL):
+    # family 0 where the record has none for that side; ports -1 when not exported.
+    post_nat_src_family: np.ndarray = _column(np.uint8)
+    post_nat_src_addr: np.ndarray = _column(np.uint8, 16)
+    post_nat_dst_family: np.ndarray = _column(np.uint8)
+    post_nat_dst_addr: np.ndarray = _column(np.uint8, 16)
+    post_nat_src_port: np.ndarray = _column(np.int32)
+    post_nat_dst_port: np.ndarray = _column(np.int32)
     exporters: list[str] = field(default_factory=list)  # exporter addresses, as text
 
     def __len__(self) -> int:
@@ -92,16 +100,3 @@ def concat(batches):
             values[f.name] = np.concatenate([getattr(b, f.name) for b in batches])
     return kind(exporters=exporters, **values)
 
-
-def check(batch) -> None:
-    """Raise AssertionError unless every column has the batch's length and dtype (for tests)."""
-    n = len(batch)
-    for f in fields(batch):
-        if f.name == "exporters":
-            continue
-        column = getattr(batch, f.name)
-        assert column.dtype == f.metadata["dtype"], f"{f.name}: dtype {column.dtype}"
-        expected = (n,) if f.metadata["width"] is None else (n, f.metadata["width"])
-        assert column.shape == expected, f"{f.name}: shape {column.shape}, expected {expected}"
-    if n:
-        assert 0 <= int(batch.exporter.min()) and int(batch.exporter.max()) < len(batch.exporters)

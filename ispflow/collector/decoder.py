@@ -34,7 +34,8 @@ Rules worth knowing:
   = 12/28 and 11; time = observationTimeMilliseconds (323), else the flow start, else the export
   time. Cisco NEL (NetFlow v9 with natEvent) follows this rule; Cisco ASA NSEL (its own
   40000-range elements) is not decoded as NAT; flow records that carry post-NAT fields without
-  natEvent (MikroTik) stay flows.
+  natEvent (MikroTik; ASA NSEL's 40001-40004) stay flows and keep the translation in their
+  ``post_nat_*`` columns (``Layout._post_nat``).
 * **Speed**: a fixed-length template's records are queued as received. A set of a template
   with variable-length fields whose records all repeat the first one's lengths is queued the
   same way (under a fixed layout for those lengths); otherwise its records are compacted one by

@@ -32,7 +32,8 @@ from .attribution import SubscriberDirectory
 from .decoder import DecodeError, FlowDecoder
 from .enrich import EnrichedFlows, enrich
 from .exporters import ExporterRegistry
-from .sockets import kernel_drops, open_udp, parse_listen, receive_buffer
+from ..endpoints import parse_endpoint
+from .sockets import kernel_drops, open_udp, receive_buffer
 from .spool import Spool
 from .writer import copy_flows, copy_nat, encode, encode_nat
 
@@ -65,7 +66,7 @@ class Collector:
                  name: str | None = None):
         self.database_url = database_url
         self.dsn = psycopg2_dsn(database_url)
-        self.listen = [parse_listen(value) for value in listen]
+        self.listen = [parse_endpoint(value, listen=True) for value in listen]
         self.spool = Spool(spool_dir, spool_max_bytes)
         self.state_path = Path(state_dir) / "templates.json"
         self.writers = writers

@@ -34,10 +34,18 @@ def pack(item) -> tuple[str, dict[str, np.ndarray], dict]:
     return "nat", arrays, {"exporters": item.exporters}
 
 
+def _absent(f, n: int) -> np.ndarray:
+    """A column that a spool file written by an earlier version lacks: 'not exported'."""
+    shape = (n,) if f.metadata["width"] is None else (n, f.metadata["width"])
+    return np.full(shape, 0 if f.metadata["width"] or f.name.endswith("family") else -1, dtype=f.metadata["dtype"])
+
+
 def unpack(kind: str, arrays: dict[str, np.ndarray], header: dict):
     if kind == "flows":
+        n = len(arrays["ts_start"])
         batch = FlowBatch(exporters=header["exporters"],
-                          **{f.name: arrays[f.name] for f in fields(FlowBatch) if f.name != "exporters"})
+                          **{f.name: arrays[f.name] if f.name in arrays else _absent(f, n)
+                             for f in fields(FlowBatch) if f.name != "exporters"})
         return EnrichedFlows(batch, arrays["subscriber"], arrays["direction"], arrays["status"],
                              [tuple(s) for s in header["subscribers"]])
     return NatBatch(exporters=header["exporters"],

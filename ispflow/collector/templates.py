@@ -420,7 +420,27 @@ class Layout:
             "sampling_rate": self._sampling(arr, ctx, samplers),
             "src_as": self._or_absent(self._int(arr, ie.BGP_SOURCE_AS), n, np.int64),
             "dst_as": self._or_absent(self._int(arr, ie.BGP_DESTINATION_AS), n, np.int64),
+            **self._post_nat(arr, n, "src", src_family, src, (ie.POST_NAT_SOURCE_IPV4, ie.POST_NAT_SOURCE_IPV6),
+                             ie.NSEL_XLATE_SOURCE_IPV4, (ie.POST_NAPT_SOURCE_PORT, ie.NSEL_XLATE_SOURCE_PORT)),
+            **self._post_nat(arr, n, "dst", dst_family, dst,
+                             (ie.POST_NAT_DESTINATION_IPV4, ie.POST_NAT_DESTINATION_IPV6),
+                             ie.NSEL_XLATE_DESTINATION_IPV4,
+                             (ie.POST_NAPT_DESTINATION_PORT, ie.NSEL_XLATE_DESTINATION_PORT)),
         }
+
+    def _post_nat(self, arr, n, side, family, address, standard, nsel, ports) -> dict:
+        """One side's translation in a flow record (IPFIX 225-228, NSEL 40001-40004).
+
+        An all-zero address, or one equal to the side's own address, is no translation; a
+        translated port is kept with a translated address only.
+        """
+        post_family, post = self._address(arr, *standard, n)
+        if nsel in self.columns and not post_family.any():
+            post_family, post = self._address(arr, nsel, -1, n)
+        post_family[~post.any(axis=1) | ((post_family == family) & (post == address).all(axis=1))] = 0
+        port = self._or_absent(self._first_int(arr, *ports), n, np.int32)
+        return {f"post_nat_{side}_family": post_family, f"post_nat_{side}_addr": post,
+                f"post_nat_{side}_port": np.where(post_family > 0, port, ABSENT).astype(np.int32)}
 
     def _counter(self, arr, n, *elements) -> np.ndarray:
         value = self._first_int(arr, *elements)

@@ -14,13 +14,13 @@ import struct
 
 import numpy as np
 
+from .. import tables
 from .enrich import DIRECTION_NAMES, STATUS_NAMES, EnrichedFlows
 
-COLUMNS = (
-    "ts_start", "ts_end", "exporter_id", "src_addr", "dst_addr", "src_port", "dst_port", "protocol",
-    "tcp_flags", "bytes", "packets", "in_if", "out_if", "sampling_rate", "src_as", "dst_as",
-    "account", "service", "direction", "status",
-)
+# Every column of ispflow.flows, in table order; encode() builds one block per column.
+COLUMNS = tables.names(tables.flows)
+# Written together as one block per distinct combination (see encode), so adjacent in the table.
+_TEXT_TAIL = ("account", "service", "direction", "status")
 COPY_SQL = f"copy ispflow.flows ({', '.join(COLUMNS)}) from stdin with (format binary)"
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -54,6 +54,12 @@ def _inet(addresses: np.ndarray, family: int) -> np.ndarray:
     return block
 
 
+def _nullable_inet(addresses: np.ndarray, family: int) -> np.ndarray:
+    if family:
+        return _inet(addresses, family)
+    return np.broadcast_to(np.frombuffer(_NULL, dtype=np.uint8), (len(addresses), 4))
+
+
 def _text(value: str | None) -> bytes:
     if value is None:
         return _NULL
@@ -82,10 +88,15 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
     optional = {"tcp_flags": f.tcp_flags >= 0, "in_if": (f.in_if >= 0) & (f.in_if <= _INT4_MAX),
                 "out_if": (f.out_if >= 0) & (f.out_if <= _INT4_MAX), "src_as": f.src_as >= 0,
                 "dst_as": f.dst_as >= 0}
+    optional["post_nat_src_port"] = f.post_nat_src_port >= 0
+    optional["post_nat_dst_port"] = f.post_nat_dst_port >= 0
     signature = (f.family == 6).astype(np.int64)
     for bit, present in enumerate(optional.values(), start=1):
         signature |= present.astype(np.int64) << bit
-    signature |= tail_len << 8
+    # post-NAT address families (0, 4 or 6) in bits 12-15, the text tail's length above.
+    signature |= (f.post_nat_src_family.astype(np.int64) // 2) << 12
+    signature |= (f.post_nat_dst_family.astype(np.int64) // 2) << 14
+    signature |= tail_len << 16
     exporter = exporter_ids[f.exporter].astype(np.int64)
 
     out = io.BytesIO()
@@ -95,29 +106,35 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
         rows = np.nonzero(signature == sig)[0]
         family = 6 if sig & 1 else 4
         has = {name: bool(sig >> bit & 1) for bit, name in enumerate(optional, start=1)}
+        post_src_family, post_dst_family = (sig >> 12 & 3) * 2, (sig >> 14 & 3) * 2
         group_combos, local = np.unique(combo_of_row[rows], return_inverse=True)
         tail_matrix = np.frombuffer(b"".join(tails[c] for c in group_combos.tolist()), dtype=np.uint8)
         tail_matrix = tail_matrix.reshape(len(group_combos), -1)[local]
-        blocks = [
-            np.broadcast_to(field_count, (len(rows), 2)),
-            _fixed(f.ts_start[rows] - PG_EPOCH_US, ">i8"),
-            _fixed(f.ts_end[rows] - PG_EPOCH_US, ">i8"),
-            _fixed(exporter[rows], ">i4"),
-            _inet(f.src_addr[rows], family),
-            _inet(f.dst_addr[rows], family),
-            _fixed(f.src_port[rows], ">i4"),
-            _fixed(f.dst_port[rows], ">i4"),
-            _fixed(f.protocol[rows], ">i2"),
-            _nullable(f.tcp_flags[rows], ">i2", has["tcp_flags"]),
-            _fixed(f.bytes[rows], ">i8"),
-            _fixed(f.packets[rows], ">i8"),
-            _nullable(f.in_if[rows], ">i4", has["in_if"]),
-            _nullable(f.out_if[rows], ">i4", has["out_if"]),
-            _fixed(f.sampling_rate[rows], ">i4"),
-            _nullable(f.src_as[rows], ">i8", has["src_as"]),
-            _nullable(f.dst_as[rows], ">i8", has["dst_as"]),
-            tail_matrix,
-        ]
+        block = {
+            "ts_start": _fixed(f.ts_start[rows] - PG_EPOCH_US, ">i8"),
+            "ts_end": _fixed(f.ts_end[rows] - PG_EPOCH_US, ">i8"),
+            "exporter_id": _fixed(exporter[rows], ">i4"),
+            "src_addr": _inet(f.src_addr[rows], family),
+            "dst_addr": _inet(f.dst_addr[rows], family),
+            "src_port": _fixed(f.src_port[rows], ">i4"),
+            "dst_port": _fixed(f.dst_port[rows], ">i4"),
+            "protocol": _fixed(f.protocol[rows], ">i2"),
+            "tcp_flags": _nullable(f.tcp_flags[rows], ">i2", has["tcp_flags"]),
+            "bytes": _fixed(f.bytes[rows], ">i8"),
+            "packets": _fixed(f.packets[rows], ">i8"),
+            "in_if": _nullable(f.in_if[rows], ">i4", has["in_if"]),
+            "out_if": _nullable(f.out_if[rows], ">i4", has["out_if"]),
+            "sampling_rate": _fixed(f.sampling_rate[rows], ">i4"),
+            "src_as": _nullable(f.src_as[rows], ">i8", has["src_as"]),
+            "dst_as": _nullable(f.dst_as[rows], ">i8", has["dst_as"]),
+            "post_nat_src_addr": _nullable_inet(f.post_nat_src_addr[rows], post_src_family),
+            "post_nat_dst_addr": _nullable_inet(f.post_nat_dst_addr[rows], post_dst_family),
+            "post_nat_src_port": _nullable(f.post_nat_src_port[rows], ">i4", has["post_nat_src_port"]),
+            "post_nat_dst_port": _nullable(f.post_nat_dst_port[rows], ">i4", has["post_nat_dst_port"]),
+            _TEXT_TAIL[0]: tail_matrix,
+        }
+        blocks = [np.broadcast_to(field_count, (len(rows), 2))]
+        blocks += [block[name] for name in COLUMNS if name not in _TEXT_TAIL[1:]]
         out.write(np.hstack(blocks).tobytes())
     out.write(TRAILER)
     return out.getvalue()
@@ -129,10 +146,7 @@ def copy_flows(conn, payload: bytes) -> None:
         cur.copy_expert(COPY_SQL, io.BytesIO(payload))
 
 
-NAT_COLUMNS = (
-    "ts", "ts_end", "exporter_id", "event", "protocol", "private_addr", "private_port", "public_addr",
-    "public_port", "port_block_start", "port_block_end", "dst_addr", "dst_port", "account", "service",
-)
+NAT_COLUMNS = tables.names(tables.nat_events)  # encode_nat writes them in this order
 NAT_COPY_SQL = f"copy ispflow.nat_events ({', '.join(NAT_COLUMNS)}) from stdin"
 
 

@@ -10,8 +10,8 @@ from flask.cli import with_appcontext
 
 from .. import module_settings
 from ..app_state import is_given, settings
-from ..collector.sockets import parse_listen
 from ..database import engine_for
+from ..endpoints import parse_endpoint
 from .failure import fail
 
 
@@ -34,9 +34,9 @@ def collector_command(listen, writers):
                 listen = (module_settings.load(conn).collector_listen,)
     try:
         for value in listen:
-            parse_listen(value)
+            parse_endpoint(value, listen=True)
     except ValueError as error:
-        fail(f"{error}.")
+        fail(f"--listen: {error}.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     collector = Collector(
         config.DATABASE_URL, list(listen), config.SPOOL_DIR, config.STATE_DIR,

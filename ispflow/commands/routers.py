@@ -14,6 +14,7 @@ from ..app_state import session, settings
 from ..config import ConfigError
 from ..routers import service
 from .failure import fail
+from .search import actor
 
 
 @click.group("routers")
@@ -49,7 +50,7 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
         router = service.add_router(
             session(), settings(), name=name, vendor=vendor, host=host, port=port, username=username,
             password=password, use_tls=api_ssl, interfaces=interfaces, netflow_version=netflow_version,
-            collector=collector, source_interface=source_interface, timeout_s=timeout_s,
+            collector=collector, source_interface=source_interface, timeout_s=timeout_s, actor=actor(),
         )
     except service.InvalidRouter as exc:
         fail(f"--{exc.field.replace('_', '-')}: {exc}" if exc.field != "password" else f"{exc} (on standard input)")
@@ -81,7 +82,7 @@ def routers_list():
 def _run(name: str, action: str) -> service.RouterJob:
     router = _router(name)
     try:
-        job = service.create_job(session(), router, action, requested_by="cli")
+        job = service.create_job(session(), router, action, requested_by=actor())
     except service.JobRefused as exc:
         fail(str(exc).rstrip("."))
     session().commit()

@@ -71,6 +71,10 @@ def search(ip, ip_side, peer, start, end, protocol, port, port_side, account, se
             field = next(iter(exc.errors))
             fail(f"{OPTION_OF_FIELD.get(field, field)}: {exc.first()}")
         if output == "csv":
+            # Audited before the first row leaves; the entry after it adds the count and the hash.
+            audit.record(conn, actor=actor(), role=CLI_ROLE, action="export.start", criteria=criteria.to_json(),
+                         case_ref=criteria.case_ref, row_count=totals(conn, criteria).flows)
+            conn.commit()
             sys.stdout.flush()
             out = sys.stdout.buffer
             dbapi = raw_connection(database_url())
@@ -125,10 +129,11 @@ def _table_line(values) -> str:
 @click.command("who")
 @click.option("--ip", "address", required=True, help="IPv4 or IPv6 address (public, behind CGNAT).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Public port behind CGNAT.")
+@click.option("--remote", help="The remote side's address, when known (narrows NAT records).")
 @click.option("--at", "moment", required=True, help="ISO 8601 moment (the ISP's time zone unless an offset is given).")
 @click.option("--case", "case_ref", required=True, help="Case reference or legal basis (audited).")
 @with_appcontext
-def who(address, port, moment, case_ref):
+def who(address, port, remote, moment, case_ref):
     """Which account, service and private address held ADDRESS (and port) at the moment."""
     from ..search.service import lookup
 
@@ -137,16 +142,29 @@ def who(address, port, moment, case_ref):
         zone = load(conn).zone
         try:
             address = str(parse_address(address))
+            remote = str(parse_address(remote)) if remote else None
             at = parse_moment(moment, zone, "--at")
         except ValueError as exc:
             fail(str(exc))
         if not case_ref.strip():
             fail("--case: a case reference or legal basis is required.")
-        holder = lookup(conn, address, at, port, case_ref=case_ref.strip(), actor=actor(), role=CLI_ROLE)
+        holder = lookup(conn, address, at, port, case_ref=case_ref.strip(), actor=actor(), role=CLI_ROLE,
+                        remote=remote)
     shown = at.astimezone(zone).isoformat()
     if holder is None:
         click.echo(f"No subscriber held {address} at {shown}.")
         sys.exit(1)
+    if holder.ambiguous:
+        click.echo(f"{len(holder.candidates)} candidates: {holder.reason}.")
+        for candidate in holder.candidates:
+            click.echo(_holder_line(candidate))
+        return
+    click.echo(_holder_line(holder))
+    if holder.reason:
+        click.echo(f"note: {holder.reason}.")
+
+
+def _holder_line(holder) -> str:
     line = f"account={holder.account or '-'} service={holder.service or '-'}"
     if holder.behind_nat:
         line += f" private={holder.private_addr}"
@@ -154,9 +172,12 @@ def who(address, port, moment, case_ref):
             line += f":{holder.private_port}"
         if holder.port_block:
             line += f" port_block={holder.port_block[0]}-{holder.port_block[1]}"
+        if holder.source == "flow":
+            line += f" public_port={holder.public_port if holder.public_port is not None else 'not-reported'}"
+            line += f" remote={holder.remote or 'several'} source=flow-records"
     if holder.prefix:
         line += f" prefix={holder.prefix}"
-    click.echo(line)
+    return line
 
 
 @click.group("audit")
@@ -165,13 +186,34 @@ def audit_group():
 
 
 @audit_group.command("verify")
+@click.option("--manifest", "manifests", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="An export manifest whose audit head to check as well (repeatable).")
 @with_appcontext
-def audit_verify():
-    """Recompute the audit log's hash chain: exit 0 when intact, 1 when broken."""
+def audit_verify(manifests):
+    """Check the audit log's keyed chain, where it starts, and its anchors (checkpoints, manifests).
+
+    Exit 0 when intact, 1 when entries were changed or removed (each finding on its own line).
+    """
+    anchors = audit.anchors_of(settings(), manifests)
     with engine_for(database_url()).connect() as conn:
-        result = audit.verify(conn)
+        result = audit.verify(conn, anchors, key=audit.audit_key(settings()))
+        warning = audit.unprotected(conn)
+    if warning:
+        click.echo(f"ispflow: warning: {warning}", err=True)
     if result.ok:
         click.echo(f"Audit log intact: {result.message}")
         return
-    click.echo(f"Audit log broken: {result.message}", err=True)
+    for problem in result.problems:
+        click.echo(f"Audit log broken ({problem.kind}): {problem.message}", err=True)
     sys.exit(1)
+
+
+@audit_group.command("checkpoint")
+@with_appcontext
+def audit_checkpoint():
+    """Append the log's head to the checkpoint file under ISPFLOW_STATE_DIR (the periodic job does it hourly)."""
+    written = audit.checkpoint_job(settings())
+    if written is None:
+        click.echo("The audit log is empty: nothing to anchor.")
+        return
+    click.echo(f"Checkpoint: entry {written['id']} hash {written['hash']} -> {audit.checkpoint_path(settings())}")

@@ -147,14 +147,10 @@ def _measure(conn, table: str, time_column: str, chunks) -> Dropped:
 
 
 def delete_expired_audit_entries(engine: sa.Engine, cutoff: datetime, period_months: int) -> int:
-    """Remove audit entries past the audit period, and say so in the log itself."""
+    """Remove audit entries past the audit period; the log's own boundary entry says up to where."""
     with engine.begin() as conn:
-        deleted = audit.delete_expired(conn, cutoff)
-        if deleted:
-            audit.record(conn, actor=ACTOR, action="retention", row_count=deleted, criteria={
-                "table": "ispflow.audit_log", "to": cutoff.isoformat(), "rows": deleted,
-                "period_months": period_months, "cutoff": cutoff.isoformat()})
-    return deleted
+        return audit.delete_expired(conn, cutoff, actor=ACTOR, criteria={
+            "to": cutoff.isoformat(), "period_months": period_months, "cutoff": cutoff.isoformat()})
 
 
 def delete_expired_exports(engine: sa.Engine, export_dir: str, cutoff: datetime) -> tuple[int, int]:
@@ -204,7 +200,9 @@ def run_retention(settings: Settings | None = None, now: datetime | None = None)
 
     settings = settings or job_settings()
     now = now or datetime.now(timezone.utc)
-    engine = engine_for(settings.DATABASE_URL)
+    # Destroying evidence is the owner's privilege alone (drop_chunks needs it too): the only
+    # part of the worker that connects as the owner is this job.
+    engine = engine_for(settings.owner_database_url)
     with engine.connect() as conn:
         current = module_settings.load(conn)
         tables = retained_hypertables(conn)

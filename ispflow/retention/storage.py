@@ -229,9 +229,10 @@ def sample_storage(settings: Settings | None = None, now: datetime | None = None
 
     settings = settings or job_settings()
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    with engine_for(settings.owner_database_url).begin() as conn:  # ANALYZE is the tables' owner's to run
+        analyze_unmeasured_chunks(conn)
     engine = engine_for(settings.DATABASE_URL)
     with engine.begin() as conn:
-        analyze_unmeasured_chunks(conn)
         sizes, rows = table_sizes(conn)
         sizes[DATABASE] = conn.execute(sa.text("select pg_database_size(current_database())")).scalar()
         conn.execute(sa.text(

@@ -235,27 +235,3 @@ def vendors() -> list[str]:
 
     return list(DRIVERS)
 
-
-def parse_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """``HOST:PORT`` (or ``[v6]:PORT``) as a pair; raises ValueError with a sentence."""
-    import ipaddress
-
-    text = (text or "").strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    if not port_text:
-        if default_port is None:
-            raise ValueError(f"{text!r} must be HOST:PORT")
-        port_text = str(default_port)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} is not an IP address (routers export to an address, not a name)") from None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"port {port_text!r} is not a number between 1 and 65535")
-    return host, int(port_text)

@@ -47,15 +47,16 @@ class Router(Base):
 
 class RouterJob(Base):
     __tablename__ = "router_jobs"
+    __table_args__ = (sa.Index("router_jobs_router", "router_id", sa.text("created_at desc")),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
     router_id: Mapped[int] = mapped_column(sa.ForeignKey(Router.id, ondelete="CASCADE"))
     action: Mapped[str]
     state: Mapped[str] = mapped_column(default="queued")
     requested_by: Mapped[str | None]
     rq_job_id: Mapped[str | None]
     log: Mapped[str] = mapped_column(default="")
-    progress: Mapped[int] = mapped_column(default=0)
+    progress: Mapped[int] = mapped_column(sa.SmallInteger, default=0)
     message: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))

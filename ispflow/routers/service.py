@@ -16,9 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
+from .. import audit
 from ..config import ConfigError, Settings
 from ..database import engine_for
-from .base import NETFLOW_VERSIONS, ClockState, RouterError, RouterSpec, driver_for, parse_host_port, vendors
+from ..endpoints import EndpointError, format_endpoint, parse_endpoint
+from .base import NETFLOW_VERSIONS, ClockState, RouterError, RouterSpec, driver_for, vendors
 from .crypto import decrypt, encrypt
 from .models import Router, RouterJob
 
@@ -83,10 +85,9 @@ def check_collector(text: str | None) -> str | None:
     if not (text or "").strip():
         return None
     try:
-        host, port = parse_host_port(text)
-    except ValueError as exc:
-        raise InvalidRouter("collector", f"{str(exc)[0].upper()}{str(exc)[1:]}.") from None
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return format_endpoint(*parse_endpoint(text))
+    except EndpointError as exc:
+        raise InvalidRouter("collector", f"{exc}.") from None
 
 
 def check_fields(vendor: str, netflow_version: str, port, timeout_s) -> None:
@@ -108,8 +109,8 @@ def check_fields(vendor: str, netflow_version: str, port, timeout_s) -> None:
 def add_router(session: Session, settings: Settings, *, name: str, vendor: str, host: str, username: str,
                password: str, port: int | None = None, use_tls: bool = False, interfaces: str = "all",
                netflow_version: str = "9", collector: str | None = None, source_interface: str | None = None,
-               timeout_s: float = 15.0) -> Router:
-    """Validate and store a new router, its password encrypted; raises InvalidRouter."""
+               timeout_s: float = 15.0, actor: str | None = None, role: str | None = None) -> Router:
+    """Validate and store a new router, its password encrypted, audited as ``router.add``; raises InvalidRouter."""
     name = check_name(name)
     if session.execute(sa.select(Router.id).where(Router.name == name)).first():
         raise InvalidRouter("name", f"A router named {name!r} exists already.")
@@ -121,21 +122,32 @@ def add_router(session: Session, settings: Settings, *, name: str, vendor: str, 
                 source_interface=source_interface, timeout_s=timeout_s)
     session.add(router)
     session.flush()
+    _audit_edit(session, router, "router.add", actor, role, changed=sorted(EDITABLE))
     return router
 
 
+# What an edit may change (the name aside); the audit entry lists which, never the password.
+EDITABLE = ("vendor", "host", "username", "port", "use_tls", "interfaces", "netflow_version", "collector",
+            "source_interface", "timeout_s")
+
+
+def _audit_edit(session: Session, router: Router, action: str, actor: str | None, role: str | None, **details):
+    audit.record(session, actor=actor or "system", role=role, action=action,
+                 criteria={"router": router.name, "router_id": router.id, "vendor": router.vendor,
+                           "host": router.host, **details})
+
+
 def update_router(session: Session, settings: Settings, router: Router, *, password: str | None = None,
-                  **fields) -> Router:
-    """Change a router's fields; an empty ``password`` keeps the stored one."""
+                  actor: str | None = None, role: str | None = None, **fields) -> Router:
+    """Change a router's fields, audited as ``router.update``; an empty ``password`` keeps the stored one."""
+    old_name = router.name
     if "name" in fields:
         name = check_name(fields.pop("name"))
         clash = session.execute(sa.select(Router.id).where(Router.name == name, Router.id != router.id)).first()
         if clash:
             raise InvalidRouter("name", f"A router named {name!r} exists already.")
         router.name = name
-    current = {key: getattr(router, key) for key in (
-        "vendor", "host", "username", "port", "use_tls", "interfaces", "netflow_version", "collector",
-        "source_interface", "timeout_s")}
+    current = {key: getattr(router, key) for key in EDITABLE}
     before = dict(current)
     current.update(fields)
     _set_fields(router, **current)
@@ -145,6 +157,10 @@ def update_router(session: Session, settings: Settings, router: Router, *, passw
     if any(getattr(router, key) != before[key] for key in export_fields):
         router.verified = False  # the router no longer has what we want until provisioned again
     session.flush()
+    changed = [key for key in EDITABLE if getattr(router, key) != before[key]]
+    renamed = {"renamed_from": old_name} if router.name != old_name else {}
+    _audit_edit(session, router, "router.update", actor, role, changed=changed, password_changed=bool(password),
+                **renamed)
     return router
 
 
@@ -180,8 +196,8 @@ def collector_of(router: Router, settings: Settings) -> tuple[str, int]:
                           "set the router's collector (HOST:PORT), the module settings' export address "
                           "or ISPFLOW_EXPORT_TARGET.")
     try:
-        return parse_host_port(text)
-    except ValueError as exc:
+        return parse_endpoint(text)
+    except EndpointError as exc:
         raise ConfigError(f"The collector address of router {router.name} is wrong: {exc}.") from None
 
 
@@ -206,8 +222,8 @@ def spec_for(router: Router, settings: Settings, with_password: bool = True,
     previous = None
     if router.provisioned_collector:
         try:
-            previous = parse_host_port(router.provisioned_collector)
-        except ValueError:
+            previous = parse_endpoint(router.provisioned_collector)
+        except EndpointError:
             previous = None
     return RouterSpec(
         host=router.host, port=router.port, username=router.username,
@@ -282,6 +298,7 @@ def create_job(session: Session, router: Router, action: str, requested_by: str 
     job = RouterJob(router_id=router.id, action=action, requested_by=requested_by)
     session.add(job)
     session.flush()
+    _audit_edit(session, router, f"router.{action}", requested_by, None, job_id=job.id)
     return job
 
 

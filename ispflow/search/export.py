@@ -45,6 +45,11 @@ COLUMNS = [
     ("in_if", "f.in_if"),
     ("out_if", "f.out_if"),
     ("exporter", "coalesce(e.name, host(e.address))"),
+    # The translation reported in the flow record itself (MikroTik, Cisco ASA NSEL); empty otherwise.
+    ("post_nat_src_addr", "host(f.post_nat_src_addr)"),
+    ("post_nat_src_port", "f.post_nat_src_port"),
+    ("post_nat_dst_addr", "host(f.post_nat_dst_addr)"),
+    ("post_nat_dst_port", "f.post_nat_dst_port"),
 ]
 HEADER = [name for name, _ in COLUMNS]
 

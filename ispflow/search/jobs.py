@@ -72,6 +72,10 @@ def run_export(export_id: int, settings: Settings | None = None) -> dict:
         expected = totals(conn, criteria).flows
         conn.execute(sa.text("update ispflow.exports set state = 'running', row_count = :n, rows_done = 0 "
                              "where id = :id"), {"n": expected, "id": export_id})
+        # Audited before the first row is written; the "export" entry at the end adds the file's hash.
+        audit.record(conn, actor=row.requested_by, role=row.role, action="export.start",
+                     criteria={**criteria.to_json(), "export_id": export_id}, case_ref=criteria.case_ref,
+                     row_count=expected)
     csv_path, manifest_path = file_paths(settings, export_id)
     os.makedirs(settings.EXPORT_DIR, exist_ok=True)
     partial = csv_path + ".part"
@@ -91,20 +95,24 @@ def run_export(export_id: int, settings: Settings | None = None) -> dict:
             dbapi.close()
         os.replace(partial, csv_path)
         finished = datetime.now(timezone.utc)
-        write_manifest(manifest_path, manifest(
-            criteria, requested_by=row.requested_by, role=row.role or "", result=result,
-            file_name=os.path.basename(csv_path), created_at=finished, zone_name=module.timezone))
         with engine.begin() as conn:
+            audit.record(conn, actor=row.requested_by, role=row.role, action="export",
+                         criteria={**criteria.to_json(), "export_id": export_id}, case_ref=criteria.case_ref,
+                         row_count=result.rows, export_sha256=result.sha256)
+            # The manifest carries the audit log's head (this export's entry): an anchor outside the database.
+            head = audit.head(conn)
+            data = manifest(criteria, requested_by=row.requested_by, role=row.role or "", result=result,
+                            file_name=os.path.basename(csv_path), created_at=finished, zone_name=module.timezone)
+            write_manifest(manifest_path, {**data, "audit_head": head.as_dict()})
             conn.execute(sa.text(
                 "update ispflow.exports set state = 'finished', row_count = :n, rows_done = :n, sha256 = :sha, "
                 "path = :path, finished_at = :at where id = :id"),
                 {"n": result.rows, "sha": result.sha256, "path": csv_path, "at": finished, "id": export_id})
-            audit.record(conn, actor=row.requested_by, role=row.role, action="export",
-                         criteria={**criteria.to_json(), "export_id": export_id}, case_ref=criteria.case_ref,
-                         row_count=result.rows, export_sha256=result.sha256)
     except Exception as exc:
-        if os.path.exists(partial):
-            os.remove(partial)
+        # A manifest whose audit entry never committed would be an anchor to nothing.
+        for leftover in (partial, manifest_path):
+            if os.path.exists(leftover):
+                os.remove(leftover)
         with engine.begin() as conn:
             conn.execute(sa.text("update ispflow.exports set state = 'failed', message = :m, finished_at = now() "
                                  "where id = :id"), {"m": f"{type(exc).__name__}: {exc}"[:500], "id": export_id})

@@ -9,7 +9,9 @@ page stops after a handful of rows instead of collecting every match to sort it.
 A search by account or service goes through the subscriber directory: the prefixes the
 account (or service) held, each with its validity period, become address ranges with time
 windows on the same two address indexes (flows has no account index: it would cost ingest,
-docs/storage.md). A flow matches when one of its addresses was the subscriber's at its start.
+docs/storage.md). A flow matches when one of its addresses was the subscriber's at its start,
+by the directory's rule (``subscribers``): where a more specific prefix nested in one of the
+account's was held by someone at the time, that part of the window is carved out.
 
 Pages use keyset paging, never OFFSET. Flows have no id: the tie-breaker is the row's
 physical address ``ctid``, which is unique among rows with the same ``ts_start`` (they are in
@@ -22,15 +24,13 @@ import ipaddress
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta, timezone
 
+from .. import tables
 from .criteria import Criteria, CriteriaError
 
 PAGE_SIZE = 100
 
-_PAGE_COLUMNS = (
-    "f.ts_start, f.ts_end, f.src_addr, f.src_port, f.dst_addr, f.dst_port, f.protocol, f.bytes, "
-    "f.packets, f.status, f.in_if, f.out_if, f.exporter_id, f.account, f.service, f.direction, "
-    "f.tcp_flags, f.ctid as rid"
-)
+# Every flow column, and the row's physical address as the paging tie-breaker.
+_PAGE_COLUMNS = ", ".join(f"f.{name}" for name in tables.names(tables.flows)) + ", f.ctid as rid"
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,16 @@ def _side(criteria: Criteria, near: str, far: str) -> str:
 def _scope_side(scope, side: str) -> str:
     if not scope:
         return "false"
+
+    def window(param: str, network) -> str:
+        return (f"{_match(f'f.{side}_addr', f'{param}p', network)} "
+                f"and f.ts_start >= %({param}f)s and f.ts_start < %({param}t)s")
+
     return "(" + " or ".join(
-        f"({_match(f'f.{side}_addr', f'sp{i}', network)} and f.ts_start >= %(sf{i})s and f.ts_start < %(st{i})s)"
-        for i, (network, _, _) in enumerate(scope)
+        "(" + window(f"s{i}", network)
+        + "".join(f" and not ({window(f's{i}x{j}', nested)})" for j, (nested, _, _) in enumerate(carved))
+        + ")"
+        for i, (network, _, _, carved) in enumerate(scope)
     ) + ")"
 
 
@@ -81,25 +88,35 @@ def subscriber_scope(conn, criteria: Criteria):
     """
     if not criteria.account and not criteria.service:
         return None
-    sql = ("select text(prefix), greatest(valid_from, %(start)s), least(coalesce(valid_to, %(end)s), %(end)s) "
+    sql = ("select id, prefix, greatest(valid_from, %(start)s) as f, "
+           "least(coalesce(valid_to, %(end)s), %(end)s) as t "
            "from ispflow.ip_assignments where valid_from < %(end)s and (valid_to is null or valid_to > %(start)s)")
     params = {"start": criteria.start, "end": criteria.end, "limit": MAX_SCOPE + 1}
     for key in ("account", "service"):
         if getattr(criteria, key):
             sql += f" and {key} = %({key})s"
             params[key] = getattr(criteria, key)
-    sql += " order by prefix, valid_from limit %(limit)s"
+    sql = (f"with scope as ({sql} order by prefix, valid_from limit %(limit)s) "
+           "select s.id, text(s.prefix), s.f, s.t, text(n.prefix), greatest(n.valid_from, s.f), "
+           "least(coalesce(n.valid_to, s.t), s.t) from scope s "
+           "left join ispflow.ip_assignments n on n.prefix << s.prefix and n.valid_from < s.t "
+           "and (n.valid_to is null or n.valid_to > s.f) order by s.prefix, s.f, n.prefix, n.valid_from")
     if hasattr(conn, "exec_driver_sql"):
         rows = conn.exec_driver_sql(sql, params).all()
     else:
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-    if len(rows) > MAX_SCOPE:
+    windows: dict = {}
+    for key, prefix, start, end, nested, nested_start, nested_end in rows:
+        carved = windows.setdefault(key, (ipaddress.ip_network(prefix), start, end, []))[3]
+        if nested is not None:
+            carved.append((ipaddress.ip_network(nested), nested_start, nested_end))
+    if len(windows) > MAX_SCOPE or sum(len(w[3]) for w in windows.values()) > MAX_SCOPE:
         field = "account" if criteria.account else "service"
         raise CriteriaError({field: f"This {field} covers more than {MAX_SCOPE} address assignments; "
                                     "add an address range to narrow the search."})
-    return tuple((ipaddress.ip_network(prefix), start, end) for prefix, start, end in rows)
+    return tuple((network, start, end, tuple(carved)) for network, start, end, carved in windows.values())
 
 
 def branches(criteria: Criteria, scope=None) -> list[str]:
@@ -109,12 +126,17 @@ def branches(criteria: Criteria, scope=None) -> list[str]:
             return ["true"]
         as_source = _scope_side(scope, "src")
         return [as_source, f"{_scope_side(scope, 'dst')} and not {as_source}"]
-    if criteria.ip_side == "src":
-        return [_side(criteria, "src", "dst")]
-    if criteria.ip_side == "dst":
-        return [_side(criteria, "dst", "src")]
     as_source = _side(criteria, "src", "dst")
-    return [as_source, f"{_side(criteria, 'dst', 'src')} and not ({as_source})"]
+    # A NAT device's flow record may carry the public source it translated to (post_nat_src_addr):
+    # searching that public address finds the outgoing flow too. Replies already carry it as dst.
+    as_public_source = _side(criteria, "post_nat_src", "dst")
+    if criteria.ip_side == "src":
+        return [as_source, f"{as_public_source} and not ({as_source})"]
+    as_destination = _side(criteria, "dst", "src")
+    if criteria.ip_side == "dst":
+        return [as_destination]
+    return [as_source, f"{as_destination} and not ({as_source})",
+            f"{as_public_source} and not ({as_source}) and not ({as_destination})"]
 
 
 def common_conditions(criteria: Criteria, scope=None) -> tuple[str, dict]:
@@ -137,8 +159,10 @@ def common_conditions(criteria: Criteria, scope=None) -> tuple[str, dict]:
                 alternatives.append(f"{column} between %(port_lo{i})s and %(port_hi{i})s")
         parts.append("(" + " or ".join(alternatives) + ")")
     if scope is not None:
-        for i, (network, start, end) in enumerate(scope):
-            params[f"sp{i}"], params[f"sf{i}"], params[f"st{i}"] = str(network), start, end
+        for i, (network, start, end, carved) in enumerate(scope):
+            params[f"s{i}p"], params[f"s{i}f"], params[f"s{i}t"] = str(network), start, end
+            for j, (nested, nested_start, nested_end) in enumerate(carved):
+                params[f"s{i}x{j}p"], params[f"s{i}x{j}f"], params[f"s{i}x{j}t"] = str(nested), nested_start, nested_end
         if criteria.ip is not None:  # the address search picks the rows; the scope filters them
             parts.append(f"({_scope_side(scope, 'src')} or {_scope_side(scope, 'dst')})")
     return " and ".join(parts), params

@@ -46,15 +46,18 @@ def search(conn, criteria: Criteria, *, actor: str, role: str, order: str = "new
 
 
 def lookup(conn, address: str, at: datetime, port: int | None, *, case_ref: str, actor: str,
-           role: str) -> Holder | None:
-    """Who held the address at the moment; audited as ``who``. Commits."""
+           role: str, remote: str | None = None) -> Holder | None:
+    """Who held the address at the moment (talking to ``remote``); audited as ``who``. Commits."""
     module = load(conn)
     since = months_before(at, module.retention_nat_months)
-    holder = who_held(conn, address, at, port, nat_since=since)
+    holder = who_held(conn, address, at, port, nat_since=since, remote=remote)
     criteria = {"ip": address, "at": at.astimezone(timezone.utc).isoformat()}
     if port is not None:
         criteria["port"] = port
+    if remote:
+        criteria["remote"] = remote
+    answers = len(holder.candidates) if holder and holder.candidates else 1 if holder else 0
     audit.record(conn, actor=actor, role=role, action="who", criteria=criteria, case_ref=case_ref,
-                 row_count=1 if holder else 0)
+                 row_count=answers)
     conn.commit()
     return holder

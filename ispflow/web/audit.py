@@ -1,11 +1,16 @@
-"""The audit log for admins: who searched, looked up or exported what, and whether the chain holds."""
+"""The audit log for admins: who searched, looked up or exported what, and whether the chain holds.
+
+Verification checks the chain, where the log starts, and the anchors kept outside the database
+(checkpoints under STATE_DIR, export manifests under EXPORT_DIR), and says if the role the panel
+connects as could itself remove entries.
+"""
 from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import render_template, request
 
 from .. import audit
-from ..app_state import engine
+from ..app_state import engine, settings
 from ..module_settings import load
 from ..roles import ADMIN
 from .blueprint import blueprint
@@ -26,7 +31,10 @@ def audit_log():
     form = VerifyForm.from_request()
     before = request.args.get("before", type=int)
     with engine().connect() as conn:
-        verification = audit.verify(conn) if form.submitted_and_valid() else None
+        verification = warning = None
+        if form.submitted_and_valid():
+            verification = audit.verify(conn, audit.anchors_of(settings()), key=audit.audit_key(settings()))
+            warning = audit.unprotected(conn)
         zone = load(conn).zone
         entries = conn.execute(
             sa.text("select * from ispflow.audit_log where (cast(:before as bigint) is null or id < :before) "
@@ -35,5 +43,5 @@ def audit_log():
         ).all()
     more = len(entries) > PAGE_SIZE
     entries = entries[:PAGE_SIZE]
-    return render_template("ispflow/audit.html", form=form, verification=verification, entries=entries,
-                           next_before=entries[-1].id if more else None, zone=zone)
+    return render_template("ispflow/audit.html", form=form, verification=verification, warning=warning,
+                           entries=entries, next_before=entries[-1].id if more else None, zone=zone)

@@ -81,8 +81,9 @@ def routers():
 def router_new():
     form = RouterForm.from_request()
     if form.submitted_and_valid():
+        user = current_user()
         router = _saved(form, lambda db: service.add_router(db, settings(), password=form.password.data or "",
-                                                            **form.values()))
+                                                            actor=user.name, role=user.role, **form.values()))
         if router is not None:
             flash(f"Added router {router.name}. Check the commands below, then provision it.", "success")
             return redirect(url_for(".router_page", router_id=router.id))
@@ -116,7 +117,8 @@ def router_edit(router_id: int):
     else:
         form = RouterForm(formdata=None, **{name: getattr(router, name) for name in FIELDS})
     if form.submitted_and_valid():
-        saved = _saved(form, lambda db: service.update_router(db, settings(), router,
+        user = current_user()
+        saved = _saved(form, lambda db: service.update_router(db, settings(), router, actor=user.name, role=user.role,
                                                              password=form.password.data or None, **form.values()))
         if saved is not None:
             flash(f"Saved {router.name}. Provision it again to apply the changes.", "success")

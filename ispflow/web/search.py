@@ -65,6 +65,7 @@ class SearchForm(CSRFForm):
 class WhoForm(CSRFForm):
     ip = StringField("IP address (public, behind CGNAT)")
     port = StringField("Public port (optional)")
+    remote = StringField("Remote address (optional)")
     at = StringField("At (ISP time, or with an offset)")
     case_ref = StringField("Case reference / legal basis")
 
@@ -78,6 +79,13 @@ class WhoForm(CSRFForm):
         text = (field.data or "").strip()
         if text and not (text.isdigit() and int(text) <= 65535):
             raise ValidationError(f"'{text}' is not a port number (0–65535).")
+
+    def validate_remote(self, field):
+        if (field.data or "").strip():
+            try:
+                parse_address(field.data)
+            except ValueError as exc:
+                raise ValidationError(str(exc)) from None
 
     def validate_case_ref(self, field):
         if not (field.data or "").strip():
@@ -99,8 +107,17 @@ def _display(rows, zone, names=None):
             "bytes": r.bytes, "packets": r.packets, "status": r.status or "", "in_if": r.in_if,
             "out_if": r.out_if, "exporter": r.exporter or r.exporter_id, "account": r.account or "",
             "service": r.service or "",
+            "src_nat": _translated(r.post_nat_src_addr, r.post_nat_src_port),
+            "dst_nat": _translated(r.post_nat_dst_addr, r.post_nat_dst_port),
         })
     return shown
+
+
+def _translated(address, port) -> str:
+    """The NAT translation a flow record reported for one side, as text ('' when none)."""
+    if address is None:
+        return ""
+    return str(address) + (f":{port}" if port is not None else "")
 
 
 def local(moment, zone) -> str:
@@ -228,11 +245,13 @@ def who():
                 form.at.errors = [str(exc)]
                 return render_template("ispflow/who.html", form=form, answer=None, zone=module.timezone), 400
             port = int(form.port.data) if (form.port.data or "").strip() else None
+            remote = str(parse_address(form.remote.data)) if (form.remote.data or "").strip() else None
             holder = service.lookup(conn, form.ip.data.strip(), at, port, case_ref=form.case_ref.data.strip(),
-                                    actor=user.name, role=user.role)
+                                    actor=user.name, role=user.role, remote=remote)
             answer = {"holder": holder, "at": local(at, module.zone),
                       "nat_since": local(holder.nat_since, module.zone) if holder and holder.nat_since else None,
                       "nat_until": local(holder.nat_until, module.zone) if holder and holder.nat_until else None}
     status = 400 if request.method == "POST" and form.errors else 200
-    return render_template("ispflow/who.html", form=form, answer=answer, zone=module.timezone), status
+    return render_template("ispflow/who.html", form=form, answer=answer, zone=module.timezone,
+                           to_local=lambda moment: local(moment, module.zone)), status
 

@@ -1,7 +1,8 @@
-"""Realistic flow and NAT rows written straight into the tables, for tests and the benchmark.
+"""Realistic flow and NAT rows written straight into the tables, for tests and the benchmarks.
 
 The collector is the real source of these rows; searches only need them to exist, so this
-writes them with one COPY per call (values travel as CSV data, never as SQL).
+writes them with one COPY per call (values travel as CSV data, never as SQL). The columns are
+those of ``ispflow.tables``; a row leaves out what it does not set (NULL or the default).
 """
 from __future__ import annotations
 
@@ -9,11 +10,7 @@ import csv
 import io
 from datetime import datetime, timedelta, timezone
 
-FLOW_COLUMNS = ("ts_start", "ts_end", "exporter_id", "src_addr", "dst_addr", "src_port", "dst_port", "protocol",
-                "tcp_flags", "bytes", "packets", "in_if", "out_if", "sampling_rate", "account", "service",
-                "direction", "status")
-NAT_COLUMNS = ("ts", "ts_end", "exporter_id", "event", "protocol", "private_addr", "private_port", "public_addr",
-               "public_port", "port_block_start", "port_block_end", "dst_addr", "dst_port", "account", "service")
+from ispflow import tables
 
 
 def flow(ts_start: datetime | str, src: str = "100.64.0.10", dst: str = "93.184.216.34", *,
@@ -25,9 +22,7 @@ def flow(ts_start: datetime | str, src: str = "100.64.0.10", dst: str = "93.184.
            "src_addr": src, "dst_addr": dst, "src_port": 51000, "dst_port": 443, "protocol": 6,
            "tcp_flags": 27, "bytes": 4200, "packets": 12, "in_if": 2, "out_if": 1, "sampling_rate": 1,
            "account": None, "service": None, "direction": "out", "status": "success"}
-    unknown = set(fields) - set(row)
-    if unknown:
-        raise TypeError(f"unknown flow fields {sorted(unknown)}")
+    _known(tables.flows, fields)
     row.update(fields)
     return row
 
@@ -39,11 +34,21 @@ def nat_event(ts: datetime | str, private: str, public: str, **fields) -> dict:
     row = {"ts": ts, "ts_end": None, "exporter_id": 1, "event": 4, "protocol": 6, "private_addr": private,
            "private_port": 40000, "public_addr": public, "public_port": None, "port_block_start": None,
            "port_block_end": None, "dst_addr": None, "dst_port": None, "account": None, "service": None}
+    _known(tables.nat_events, fields)
     row.update(fields)
     return row
 
 
-def _copy(dbapi_conn, table: str, columns, rows) -> int:
+def _known(table, fields) -> None:
+    unknown = set(fields) - set(tables.names(table))
+    if unknown:
+        raise TypeError(f"unknown {table.name} columns {sorted(unknown)}")
+
+
+def _copy(dbapi_conn, table: str, rows) -> int:
+    rows = list(rows)
+    given = set().union(*rows) if rows else set()
+    columns = [name for name in tables.names(getattr(tables, table)) if name in given]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     count = 0
@@ -74,11 +79,11 @@ def _dbapi(conn):
 
 def insert_flows(conn, rows) -> int:
     """COPY flow rows (dicts from ``flow``) in the caller's transaction; returns how many."""
-    return _copy(_dbapi(conn), "flows", FLOW_COLUMNS, rows)
+    return _copy(_dbapi(conn), "flows", rows)
 
 
 def insert_nat_events(conn, rows) -> int:
-    return _copy(_dbapi(conn), "nat_events", NAT_COLUMNS, rows)
+    return _copy(_dbapi(conn), "nat_events", rows)
 
 
 def insert_exporter(conn, address: str = "192.0.2.1", name: str | None = "edge-1") -> int:

@@ -28,7 +28,9 @@ A template's fields are ``(element, length)`` or ``(element, length, enterprise)
 and any length 1–8 for integers is encoded (reduced-size encoding), unknown elements as zeros,
 length 65535 (IPFIX) as a variable-length field (1-byte or 255 + 2-byte length prefix).
 Ready-made templates: V9_IPV4, V9_IPV6, V9_NAT, V9_SAMPLER_OPTIONS, V9_SAMPLING_OPTIONS,
-IPFIX_IPV4, IPFIX_IPV6, IPFIX_NAT, IPFIX_NAT6, IPFIX_SAMPLING, IPFIX_INIT_TIME.
+IPFIX_IPV4, IPFIX_IPV6, IPFIX_NAT, IPFIX_NAT6, IPFIX_SAMPLING, IPFIX_INIT_TIME, MIKROTIK_IPFIX,
+NSEL_V9 (flow records carrying their translation: "public"/"public_port" is the post-NAT
+source, "post_dst"/"post_dst_port" the post-NAT destination).
 
 Also: ``write_pcap`` (traffic for exporters that read pcaps, such as softflowd or pmacctd) and
 ``flow_dicts`` / ``nat_dicts`` (decoded batches back as dicts, for comparisons in tests).
@@ -58,7 +60,8 @@ _KEYS = {
     ie.SAMPLER_ID: "sampler_id", ie.SELECTOR_ID: "sampler_id", ie.SAMPLER_MODE: "sampler_mode",
     ie.SAMPLER_RANDOM_INTERVAL: "sampler_random_interval",
     ie.SAMPLING_PACKET_INTERVAL: "sampling_packet_interval", ie.SAMPLING_PACKET_SPACE: "sampling_packet_space",
-    ie.NAT_EVENT: "event", ie.POST_NAPT_SOURCE_PORT: "public_port",
+    ie.NAT_EVENT: "event", ie.POST_NAPT_SOURCE_PORT: "public_port", ie.POST_NAPT_DESTINATION_PORT: "post_dst_port",
+    ie.NSEL_XLATE_SOURCE_PORT: "public_port", ie.NSEL_XLATE_DESTINATION_PORT: "post_dst_port",
     ie.PORT_RANGE_START: "port_block_start", ie.PORT_RANGE_END: "port_block_end",
     149: "domain",
 }
@@ -93,6 +96,14 @@ IPFIX_SAMPLING = TemplateSpec(302, ((149, 4), (305, 4), (306, 4)), scope=1)
 IPFIX_INIT_TIME = TemplateSpec(303, ((149, 4), (160, 8)), scope=1)
 IPFIX_NAT = TemplateSpec(304, ((323, 8), (230, 1), (4, 1), (8, 4), (7, 2), (225, 4), (227, 2),
                                (361, 2), (362, 2), (12, 4), (11, 2)))
+# MikroTik RouterOS 6.39's IPFIX flow template, field for field: ipVersion, flowStart/EndSysUpTime,
+# packet and octet deltas, ports, interfaces, protocol, TCP flags, addresses, next hop, and the
+# post-NAT source and destination addresses (no post-NAPT ports in that release).
+MIKROTIK_IPFIX = TemplateSpec(258, ((60, 1), (22, 4), (21, 4), (2, 4), (1, 4), (7, 2), (11, 2), (10, 4), (14, 4),
+                                    (4, 1), (6, 1), (8, 4), (12, 4), (15, 4), (225, 4), (226, 4)))
+# A Cisco ASA NSEL-like NetFlow v9 flow template with the older translated-address elements 40001-40004.
+NSEL_V9 = TemplateSpec(263, ((8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (40001, 4), (40002, 4), (40003, 2),
+                             (40004, 2), (1, 4), (2, 4), (22, 4), (21, 4)))
 IPFIX_NAT6 = TemplateSpec(305, ((323, 8), (230, 1), (4, 1), (27, 16), (7, 2), (281, 16), (227, 2)))
 
 
@@ -121,7 +132,8 @@ def _value(record: dict, element: int, length: int, context: _Context) -> bytes:
     """One field of a record, encoded big-endian at the template's length."""
     if element in ie.ADDRESS_LENGTHS:
         key = {8: ("src", "private"), 27: ("src", "private"), 12: ("dst",), 28: ("dst",),
-               225: ("public",), 281: ("public",), 226: ("post_dst",), 282: ("post_dst",)}[element]
+               225: ("public",), 281: ("public",), 226: ("post_dst",), 282: ("post_dst",),
+               ie.NSEL_XLATE_SOURCE_IPV4: ("public",), ie.NSEL_XLATE_DESTINATION_IPV4: ("post_dst",)}[element]
         text = next((record[k] for k in key if k in record), "")
         wanted = ie.ADDRESS_LENGTHS[element]
         if text and (":" in text) != (wanted == 16):

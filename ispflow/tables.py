@@ -1,0 +1,184 @@
+"""The definition of ispflow's tables: the one place their columns and indexes are written.
+
+Tables that code reads and writes without an ORM class (flows, NAT events, exporters, the
+settings row, heartbeats, exports, storage samples, the audit log) are SQLAlchemy Core
+``Table`` objects here; the ORM classes (``subscribers.IPAssignment``, ``routers.models``,
+``standalone.users.User``) declare theirs on the same metadata. Column lists elsewhere (the
+collector's COPY, search pages, the test rows) are derived from these objects.
+
+Migrations remain the history of how a database reached this shape; ``tests/test_schema.py``
+checks with Alembic's autogenerate comparison that a migrated database matches ``metadata()``
+exactly, so a new column goes into a migration and here, or the test says what differs.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import INET, JSONB
+
+from .database import Base
+
+TIMESTAMP = sa.DateTime(timezone=True)
+_meta = Base.metadata
+
+exporters = sa.Table(
+    "exporters", _meta,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("address", INET, nullable=False, unique=True),
+    sa.Column("name", sa.Text),
+    sa.Column("netflow_version", sa.SmallInteger),
+    sa.Column("first_seen", TIMESTAMP, nullable=False, server_default=sa.func.now()),
+    sa.Column("last_seen", TIMESTAMP),
+    sa.Column("last_flow_at", TIMESTAMP),
+    sa.Column("packets", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("flows", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("lost_flows", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("decode_errors", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("clock_skew_s", sa.Float),
+    sa.Column("sampling_rate", sa.Integer),
+)
+
+# A hypertable on ts_start (1-day chunks); why these indexes: docs/storage.md.
+flows = sa.Table(
+    "flows", _meta,
+    sa.Column("ts_start", TIMESTAMP, nullable=False),
+    sa.Column("ts_end", TIMESTAMP, nullable=False),
+    sa.Column("exporter_id", sa.Integer, nullable=False),
+    sa.Column("src_addr", INET, nullable=False),
+    sa.Column("dst_addr", INET, nullable=False),
+    sa.Column("src_port", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("dst_port", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("protocol", sa.SmallInteger, nullable=False),
+    sa.Column("tcp_flags", sa.SmallInteger),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("packets", sa.BigInteger, nullable=False),
+    sa.Column("in_if", sa.Integer),
+    sa.Column("out_if", sa.Integer),
+    sa.Column("sampling_rate", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("account", sa.Text),
+    sa.Column("service", sa.Text),
+    sa.Column("direction", sa.Text),
+    sa.Column("status", sa.Text),
+    sa.Column("src_as", sa.BigInteger),
+    sa.Column("dst_as", sa.BigInteger),
+    # What a NAT device reports inside the record (MikroTik, Cisco ASA NSEL): null where untranslated.
+    sa.Column("post_nat_src_addr", INET),
+    sa.Column("post_nat_dst_addr", INET),
+    sa.Column("post_nat_src_port", sa.Integer),
+    sa.Column("post_nat_dst_port", sa.Integer),
+    sa.CheckConstraint("direction in ('in', 'out')"),
+    sa.CheckConstraint("status in ('success', 'failure')"),
+    sa.Index("flows_ts_start", "ts_start", postgresql_using="brin", postgresql_with={"pages_per_range": 32}),
+    sa.Index("flows_src_addr", "src_addr", "ts_start"),
+    sa.Index("flows_dst_addr", "dst_addr", "ts_start"),
+    sa.Index("flows_post_nat_src_addr", "post_nat_src_addr", "ts_start",
+             postgresql_where=sa.text("post_nat_src_addr is not null")),
+)
+
+# A hypertable on ts (1-day chunks).
+nat_events = sa.Table(
+    "nat_events", _meta,
+    sa.Column("ts", TIMESTAMP, nullable=False),
+    sa.Column("ts_end", TIMESTAMP),
+    sa.Column("exporter_id", sa.Integer, nullable=False),
+    sa.Column("event", sa.SmallInteger, nullable=False),
+    sa.Column("protocol", sa.SmallInteger),
+    sa.Column("private_addr", INET),
+    sa.Column("private_port", sa.Integer),
+    sa.Column("public_addr", INET),
+    sa.Column("public_port", sa.Integer),
+    sa.Column("port_block_start", sa.Integer),
+    sa.Column("port_block_end", sa.Integer),
+    sa.Column("dst_addr", INET),
+    sa.Column("dst_port", sa.Integer),
+    sa.Column("account", sa.Text),
+    sa.Column("service", sa.Text),
+    sa.Index("nat_events_public", "public_addr", "ts"),
+    sa.Index("nat_events_private", "private_addr", "ts"),
+)
+
+HYPERTABLES = {"flows": "ts_start", "nat_events": "ts"}
+
+settings = sa.Table(
+    "settings", _meta,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", JSONB, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False, server_default=sa.func.now()),
+)
+
+collector_heartbeats = sa.Table(
+    "collector_heartbeats", _meta,
+    sa.Column("collector", sa.Text, primary_key=True),
+    sa.Column("hostname", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", TIMESTAMP, nullable=False),
+    sa.Column("beat_at", TIMESTAMP, nullable=False),
+    sa.Column("counters", JSONB, nullable=False, server_default="{}"),
+)
+
+exports = sa.Table(
+    "exports", _meta,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("requested_by", sa.Text, nullable=False),
+    sa.Column("role", sa.Text),
+    sa.Column("case_ref", sa.Text, nullable=False),
+    sa.Column("criteria", JSONB, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default="queued"),
+    sa.Column("rq_job_id", sa.Text),
+    sa.Column("row_count", sa.BigInteger),
+    sa.Column("rows_done", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("sha256", sa.Text),
+    sa.Column("path", sa.Text),
+    sa.Column("message", sa.Text),
+    sa.Column("created_at", TIMESTAMP, nullable=False, server_default=sa.func.now()),
+    sa.Column("finished_at", TIMESTAMP),
+    sa.CheckConstraint("state in ('queued', 'running', 'finished', 'failed', 'expired')"),
+)
+
+storage_samples = sa.Table(
+    "storage_samples", _meta,
+    sa.Column("at", TIMESTAMP, primary_key=True),
+    sa.Column("relation", sa.Text, primary_key=True),
+    sa.Column("total_bytes", sa.BigInteger, nullable=False),
+    sa.Column("row_estimate", sa.BigInteger),
+)
+
+# Append-only: a trigger (migration 0001) refuses UPDATE, TRUNCATE and early DELETE.
+audit_log = sa.Table(
+    "audit_log", _meta,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("at", TIMESTAMP, nullable=False, server_default=sa.func.clock_timestamp()),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("role", sa.Text),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("case_ref", sa.Text),
+    sa.Column("criteria", JSONB, nullable=False, server_default="{}"),
+    sa.Column("row_count", sa.BigInteger),
+    sa.Column("export_sha256", sa.Text),
+    sa.Column("prev_hash", sa.Text, nullable=False),
+    sa.Column("hash", sa.Text, nullable=False, unique=True),
+)
+
+
+# Where the keyed (HMAC) chain starts and the log's oldest entry at that upgrade; written once
+# by its migration, a trigger refuses every later change.
+audit_chain = sa.Table(
+    "audit_chain", _meta,
+    sa.Column("singleton", sa.Boolean, primary_key=True, server_default=sa.true()),
+    sa.Column("keyed_from", sa.BigInteger, nullable=False),
+    sa.Column("origin_id", sa.BigInteger),
+    sa.Column("origin_hash", sa.Text),
+    sa.CheckConstraint("singleton"),
+)
+
+def names(table: sa.Table) -> tuple[str, ...]:
+    """The table's column names in their order in the database."""
+    return tuple(column.name for column in table.columns)
+
+
+def metadata() -> sa.MetaData:
+    """Every ispflow table: the Core tables above and the ORM classes' tables."""
+    from . import subscribers  # noqa: F401  (registers ip_assignments)
+    from .routers import models  # noqa: F401
+    from .standalone import users  # noqa: F401
+
+    return _meta
