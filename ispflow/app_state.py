@@ -20,12 +20,14 @@ if TYPE_CHECKING:
 
 @dataclass
 class AppState:
+    app: Flask
     extension: "ISPFlow"
     configured: Settings  # as app.config says
     db: SQLAlchemy
     given: frozenset[str] = frozenset()  # settings the host or the environment set, rather than defaults
     _settings: Settings | None = field(default=None, repr=False)
 
+    @property
     def settings(self) -> Settings:
         """The configured settings, with DATABASE_URL the URL of the database ``db`` talks to.
 
@@ -33,7 +35,8 @@ class AppState:
         ISPFLOW_DATABASE_URL says; jobs and the core then use the pages' database.
         """
         if self._settings is None:  # the engine exists only once the app (and its db) is set up
-            url = self.db.engine.url
+            with self.app.app_context():
+                url = self.db.engine.url
             if url.get_backend_name() == "postgresql":
                 url = url.set(drivername="postgresql")
             self._settings = replace(self.configured, DATABASE_URL=url.render_as_string(hide_password=False))
@@ -65,4 +68,4 @@ def is_given(name: str) -> bool:
 
 def settings() -> Settings:
     """The current app's ispflow settings, naming the extension's database."""
-    return state().settings()
+    return state().settings

@@ -53,7 +53,7 @@ class ISPFlow:
 
         audit.configure(settings)
         database = self._db or _own_database(app, settings)
-        app.extensions["ispflow"] = AppState(self, settings, database, given)
+        app.extensions["ispflow"] = AppState(app, self, settings, database, given)
         app.register_blueprint(blueprint, url_prefix=settings.URL_PREFIX.rstrip("/") or None)
 
     def current_user(self) -> CurrentUser | None:
