@@ -191,6 +191,7 @@ def subscribers_who(address, moment, case_ref):
 
 # --- the features' command groups, one line each ------------------------------------------
 cli.add_command(collector.collector_command)
+cli.add_command(collector.exporters_group)
 for _command in retention.COMMANDS:  # worker, status, retention, storage
     cli.add_command(_command)
 for _command in (search.search, search.who, search.audit_group):

@@ -117,13 +117,25 @@ def database_checks(conn, now: datetime) -> tuple[bool, list[Check], list, list]
     last_flow = max(filter(None, (last_flow, stored)), default=None)
     minutes = int(FLOWS_RECENT.total_seconds() // 60)
     if last_flow is None:
-        flows = Check("flows", False, f"No flows arrived in the last {minutes} minutes.")
+        flows = Check("flows", False, f"No flows arrived in the last {minutes} minutes.{_untrusted(conn, now)}")
     elif now - last_flow > FLOWS_RECENT:
         flows = Check("flows", False, f"No flows arrived in the last {minutes} minutes "
                       f"(the last one {_ago(last_flow, now)}).")
     else:
         flows = Check("flows", True, f"Flows are arriving (the last one {_ago(last_flow, now)}).")
     return enabled, [heartbeat, flows], collectors, exporters
+
+
+def _untrusted(conn, now: datetime) -> str:
+    """Why there may be no flows: recent senders whose packets are dropped because nobody trusted them."""
+    from .collector.trust import exporters
+
+    dropping = [row["address"] for row in exporters(conn) if not row["storing"]
+                and row["last_seen"] is not None and now - row["last_seen"] <= FLOWS_RECENT]
+    if not dropping:
+        return ""
+    return (f" {len(dropping)} sender(s) ({', '.join(dropping[:3])}{', …' if len(dropping) > 3 else ''}) "
+            "sent packets that were dropped because they are not trusted exporters.")
 
 
 def job_checks(settings: Settings) -> tuple[list[Check], list[str], str | None, list[FailedJob]]:

@@ -35,6 +35,11 @@ exporters = sa.Table(
     sa.Column("decode_errors", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("clock_skew_s", sa.Float),
     sa.Column("sampling_rate", sa.Integer),
+    # Flows are stored only from trusted exporters and provisioned routers (collector/trust.py).
+    sa.Column("trusted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("trusted_by", sa.Text),
+    sa.Column("trusted_at", TIMESTAMP),
+    sa.Column("dropped", JSONB, nullable=False, server_default=sa.text("'{}'")),  # reason -> count
 )
 
 # A hypertable on ts_start (1-day chunks); why these indexes: docs/storage.md.

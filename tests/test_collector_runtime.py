@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from ispflow.collector import trust
 from tests import synthetic
 from ispflow.collector.sockets import kernel_drops
 from ispflow.database import engine_for
@@ -173,7 +174,7 @@ def test_a_database_outage_is_spooled_and_replayed_exactly_once(database_url, db
 def test_ipv6_socket_receives_flows(database_url, db_engine, tmp_path):
     running = RunningCollector(database_url, tmp_path)
     running.collector.listen = [("::1", 0)]
-    running.start()
+    running.start(trusted=("::1",))
     try:
         send(v9_packets(flows(10)), running.ports()[0], host="::1")
         assert len(running.wait_for_flows(db_engine, 10)) == 10
@@ -202,6 +203,8 @@ def test_sigterm_stores_everything_and_templates_survive_a_restart(database_url,
     exporter = synthetic.Exporter(version=10, domain=1)
     first = exporter.packets(flows(100, seed=5), synthetic.IPFIX_IPV4, export_time=T0 + 400, with_template="first")
     later = exporter.packets(flows(50, seed=6), synthetic.IPFIX_IPV4, export_time=T0 + 500, with_template="never")
+    with db_engine.begin() as conn:
+        trust.trust(conn, "127.0.0.1", actor="test")
 
     with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as process:
         _wait_for_port(process)

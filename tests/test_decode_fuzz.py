@@ -1,6 +1,9 @@
 """Hostile input: whatever the bytes, feed() gives records or a DecodeError, and drain() still works."""
+import importlib.util
 import json
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests import synthetic
@@ -166,3 +169,12 @@ def test_extreme_values_decode_without_overflow():
     check(flows)
     assert (flows.bytes[0], flows.packets[0]) == (2**63 - 1, 2**63 - 1)
     assert 1 <= flows.sampling_rate[0] <= 2**31 - 1
+
+
+@pytest.mark.slow
+def test_a_long_run_of_the_independent_mutation_fuzzer_finds_nothing():
+    """bench/fuzz_decoder.py on demand (``-m slow``); a failure prints the packets to keep as a regression."""
+    spec = importlib.util.spec_from_file_location("fuzz_decoder", Path(__file__).parents[1] / "bench" / "fuzz_decoder.py")
+    fuzzer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzzer)
+    assert fuzzer.run(200_000, seed=11) == []

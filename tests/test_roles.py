@@ -20,6 +20,20 @@ PAGES = {
 }
 
 
+# form (POST only) -> roles that may submit it; the others get 403 before anything is read.
+FORMS = {
+    "/netflow/status/exporters": {"admin"},
+}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_each_role_submits_only_its_forms(auth, client, role, form):
+    auth.login(role)
+    response = client.post(form, data={})
+    assert (response.status_code != 403) == (role in FORMS[form])
+
+
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("page", sorted(PAGES))
 def test_each_role_reaches_only_its_pages(auth, client, role, page):

@@ -23,7 +23,20 @@ Rules worth knowing:
 * **Times** (µs since the epoch, UTC): absolute IPFIX elements first (µs, ns, ms, s), then the
   delta form (relative to the export time), then sysUpTime-relative: against the header's uptime
   for v5/v9, against systemInitTimeMilliseconds (from the record or options data) for IPFIX —
-  or the export time when neither is known. A missing start or end takes the other's value.
+  or, when an IPFIX exporter never sends it (MikroTik), against its *estimated* boot time: the
+  smallest export time − flowEndSysUpTime seen from that domain (a flow is exported after it
+  ends, so each record bounds the boot time from above). The estimate is kept in the state,
+  and learnt afresh when the uptime goes backwards (a reboot, or the 49.7-day wrap).
+  A missing start or end takes the other's value.
+* **Records without addresses** (no source and no destination address, or both zero: a Cisco
+  WLC's application records, nProbe L7 records) are not traffic evidence: they are counted as
+  dropped ``addressless_records`` for their exporter and not returned.
+* **Bounded state** (``Limits``): observation domains per exporter, templates per domain and
+  fields per template are capped; what is refused is counted per exporter (``take_dropped``).
+  A new domain over the cap drops its packet (``StateLimit``, a ``DecodeError``); a template
+  over a cap is skipped, the packet's other sets are read.
+* **Padding**: zero bytes after the last set, and an empty (length 0) set header followed only
+  by zeros, end the message quietly (PAN-OS pads v9 packets, Cisco ACI ends with an empty set).
 * **Sampling**: the v5 header; options data with samplingInterval (34), samplerRandomInterval
   (50) or samplingPacketInterval/Space (305/306) set the (exporter, domain)'s rate for later
   records, and, with a samplerId (48) or selectorId (302), that sampler's rate, which data
@@ -50,6 +63,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import Counter
 from dataclasses import dataclass, fields as dataclass_fields
 
 import numpy as np
@@ -57,6 +71,11 @@ import numpy as np
 from ispflow.collector import fields as ie
 from ispflow.collector.batches import FlowBatch, NatBatch
 from ispflow.collector.templates import (
+    CTX_DOMAIN,
+    CTX_EXPORT_US,
+    CTX_EXPORTER,
+    CTX_INIT_US,
+    CTX_UPTIME_MS,
     CTX_WIDTH,
     DecodeError,
     Layout,
@@ -68,7 +87,7 @@ from ispflow.collector.templates import (
     walk_records,
 )
 
-__all__ = ["DecodeError", "FlowDecoder", "PacketInfo"]
+__all__ = ["DecodeError", "FlowDecoder", "Limits", "PacketInfo", "StateLimit"]
 
 _V5_HEADER = struct.Struct(">HHIIIIBBH")
 _V9_HEADER = struct.Struct(">HHIIII")
@@ -81,6 +100,31 @@ _BYTES_PER_HELD_RECORD = 16
 _REORDER_WINDOW = 1000
 _MAX_CACHED_LAYOUTS = 4096
 _STATE_FORMAT = 1
+# An uptime this far below the largest one seen from a domain means the exporter restarted (or
+# its 32-bit millisecond uptime wrapped); flows end at most an inactive timeout before export.
+_REBOOT_SLACK_MS = 300_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one exporter can make the decoder remember (templates are the costly part).
+
+    The defaults hold every real exporter we know of (the largest templates seen have ~100
+    fields, the most templates per domain a few dozen). A template costs ~200 bytes per field
+    (measured: docs/benchmarks.md), so ``fields_per_exporter`` keeps one exporter's templates
+    near 20 MB whatever it sends; the other caps keep the bookkeeping per domain small.
+    """
+
+    domains_per_exporter: int = 16
+    templates_per_domain: int = 256
+    fields_per_template: int = 256
+    fields_per_exporter: int = 100_000
+
+
+class StateLimit(DecodeError):
+    """A packet refused because its exporter has as many observation domains as allowed."""
+
+    reason = "refused_domains"
 
 
 @dataclass
@@ -101,7 +145,7 @@ class _Domain:
     """What one (exporter, version, domain) has told us."""
 
     __slots__ = ("key", "index", "exporter_index", "templates", "rate", "samplers", "init_us",
-                 "last_sequence", "last_records", "average", "uncounted", "pending")
+                 "last_sequence", "last_records", "average", "uncounted", "pending", "boot_us", "max_end_ms")
 
     def __init__(self, key, index, exporter_index):
         self.key = key
@@ -116,6 +160,8 @@ class _Domain:
         self.average = 0.0
         self.uncounted = False
         self.pending: dict[int, list] = {}
+        self.boot_us = -1       # estimated boot time, for IPFIX uptime fields without systemInitTime
+        self.max_end_ms = -1    # largest flowEndSysUpTime seen, to notice a reboot
 
 
 class _Queue:
@@ -149,8 +195,9 @@ class FlowDecoder:
     (refused over the bound), malformed_pending_sets (held sets their template could not read).
     """
 
-    def __init__(self, pending_ttl: float = 30.0, max_pending_records: int = 100_000):
+    def __init__(self, pending_ttl: float = 30.0, max_pending_records: int = 100_000, limits: Limits = Limits()):
         self.pending_ttl = pending_ttl
+        self.limits = limits
         self.max_pending_bytes = max_pending_records * _BYTES_PER_HELD_RECORD
         self.max_total_pending_bytes = 16 * self.max_pending_bytes
         self.stats = {"held_records": 0, "held_sets": 0, "held_bytes": 0,
@@ -159,6 +206,9 @@ class FlowDecoder:
         self._exporters: list[str] = []
         self._exporter_index: dict[str, int] = {}
         self._domains: dict[tuple, _Domain] = {}
+        self._domain_counts: Counter = Counter()  # per exporter address
+        self._field_counts: Counter = Counter()   # template fields remembered, per exporter address
+        self._dropped: Counter = Counter()        # (exporter address, reason) -> records/templates/packets
         self._domain_list: list[_Domain] = []
         self._layouts: dict[tuple, Layout] = {}
         self._queues: dict[Layout, _Queue] = {}
@@ -190,7 +240,7 @@ class FlowDecoder:
         """Vectorised decode of everything queued since the last drain."""
         queues, self._queues = self._queues, {}
         samplers = {(d.index, sid): rate for d in self._domain_list for sid, rate in d.samplers.items()}
-        flow_parts, nat_parts = [], []
+        prepared = []
         for layout, queue in queues.items():
             n = sum(queue.counts)
             if not n:
@@ -198,11 +248,75 @@ class FlowDecoder:
             arr = np.frombuffer(b"".join(queue.chunks), dtype=layout.dtype, count=n)
             ctx = np.repeat(np.array(queue.contexts, dtype=np.int64).reshape(-1, CTX_WIDTH),
                             np.array(queue.counts, dtype=np.int64), axis=0)
+            prepared.append((layout, arr, ctx))
+        self._estimate_boot_times(prepared)
+        flow_parts, nat_parts = [], []
+        for layout, arr, ctx in prepared:
             if layout.nat:
                 nat_parts.append(layout.decode_nat(arr, ctx))
+            elif not layout.addressed:
+                self._drop_records(ctx[:, CTX_EXPORTER], "addressless_records")
             else:
-                flow_parts.append(layout.decode_flows(arr, ctx, samplers))
+                flow_parts.append(self._addressed(layout.decode_flows(arr, ctx, samplers)))
         return _batch(FlowBatch, flow_parts, self._exporters), _batch(NatBatch, nat_parts, self._exporters)
+
+    def take_dropped(self) -> Counter:
+        """What was refused or dropped since the last call, by (exporter address, reason)."""
+        dropped, self._dropped = self._dropped, Counter()
+        return dropped
+
+    def _addressed(self, columns: dict) -> dict:
+        """The flow columns without records that name neither a source nor a destination."""
+        keep = columns["src_addr"].any(axis=1) | columns["dst_addr"].any(axis=1)
+        if keep.all():
+            return columns
+        self._drop_records(columns["exporter"][~keep], "addressless_records")
+        return {name: column[keep] for name, column in columns.items()}
+
+    def _drop_records(self, exporter_indexes: np.ndarray, reason: str) -> None:
+        for index, count in zip(*np.unique(exporter_indexes, return_counts=True)):
+            self._dropped[(self._exporters[int(index)], reason)] += int(count)
+
+    def _estimate_boot_times(self, prepared) -> None:
+        """Learn IPFIX exporters' boot times from uptime fields, then stamp the records with them.
+
+        Rows concerned: IPFIX records (no header uptime) without a known systemInitTime, of a
+        layout whose times are sysUpTime-relative.
+        """
+        seen: dict[int, tuple[int, int]] = {}  # domain index -> (smallest export − end, largest end)
+        rows_of = []
+        for layout, arr, ctx in prepared:
+            end_ms = layout.uptime_end(arr)
+            if end_ms is None:
+                rows_of.append(None)
+                continue
+            rows = (ctx[:, CTX_UPTIME_MS] < 0) & (ctx[:, CTX_INIT_US] < 0)
+            rows_of.append(rows)
+            if not rows.any():
+                continue
+            candidate = ctx[rows, CTX_EXPORT_US] - end_ms[rows] * 1000
+            domains = ctx[rows, CTX_DOMAIN]
+            ends = end_ms[rows]
+            for index in np.unique(domains):
+                mine = domains == index
+                low, high = int(candidate[mine].min()), int(ends[mine].max())
+                if index in seen:
+                    low, high = min(low, seen[index][0]), max(high, seen[index][1])
+                seen[int(index)] = (low, high)
+        for index, (low, high) in seen.items():
+            domain = self._domain_list[index]
+            rebooted = (domain.boot_us >= 0 and high + _REBOOT_SLACK_MS < domain.max_end_ms
+                        and low > domain.boot_us + _REBOOT_SLACK_MS * 1000)
+            if domain.boot_us < 0 or rebooted:
+                domain.boot_us, domain.max_end_ms = low, high
+            else:
+                domain.boot_us, domain.max_end_ms = min(domain.boot_us, low), max(domain.max_end_ms, high)
+        if not seen:
+            return
+        boot = np.array([d.boot_us for d in self._domain_list], dtype=np.int64)
+        for (_, _, ctx), rows in zip(prepared, rows_of):
+            if rows is not None and rows.any():
+                ctx[rows, CTX_INIT_US] = boot[ctx[rows, CTX_DOMAIN]]
 
     def expire(self, now: float) -> None:
         """Drop held data sets older than ``pending_ttl``."""
@@ -221,18 +335,29 @@ class FlowDecoder:
                 else:
                     del domain.pending[tid]
 
-    def export_state(self) -> bytes:
-        """Templates, options-derived sampling and sequence state, as JSON bytes."""
+    def snapshot(self) -> list[tuple]:
+        """What ``export_state`` saves, copied cheaply (templates are immutable): take it under the
+        lock that guards ``feed``, encode it outside (``encode_state``)."""
+        return [(d.key, d.rate, dict(d.samplers), d.init_us, d.last_sequence, d.last_records, d.average,
+                 d.boot_us, d.max_end_ms, [t for t, _ in d.templates.values()]) for d in self._domain_list]
+
+    @staticmethod
+    def encode_state(snapshot: list[tuple]) -> bytes:
         domains = []
-        for d in self._domain_list:
+        for key, rate, samplers, init_us, sequence, records, average, boot_us, max_end_ms, templates in snapshot:
             domains.append({
-                "exporter": d.key[0], "version": d.key[1], "domain": d.key[2],
-                "rate": d.rate, "samplers": [[k, v] for k, v in d.samplers.items()], "init_us": d.init_us,
-                "last_sequence": d.last_sequence, "last_records": d.last_records, "average": d.average,
+                "exporter": key[0], "version": key[1], "domain": key[2],
+                "rate": rate, "samplers": [[k, v] for k, v in samplers.items()], "init_us": init_us,
+                "last_sequence": sequence, "last_records": records, "average": average,
+                "boot_us": boot_us, "max_end_ms": max_end_ms,
                 "templates": [{"id": t.template_id, "options": t.options, "fields": [list(f) for f in t.fields]}
-                              for t, _ in d.templates.values()],
+                              for t in templates],
             })
         return json.dumps({"format": _STATE_FORMAT, "domains": domains}).encode()
+
+    def export_state(self) -> bytes:
+        """Templates, options-derived sampling, boot time estimates and sequence state, as JSON bytes."""
+        return self.encode_state(self.snapshot())
 
     def load_state(self, data: bytes) -> None:
         """Restore what ``export_state`` saved (so templates survive a collector restart)."""
@@ -249,10 +374,14 @@ class FlowDecoder:
             raise
         except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError, OverflowError) as error:
             raise DecodeError(f"saved decoder state is unreadable ({error})") from None
-        for key, rate, samplers, init_us, sequence, templates in restored:
-            domain = self._domain(*key)
+        for key, rate, samplers, init_us, sequence, boot, templates in restored:
+            try:
+                domain = self._domain(*key)
+            except StateLimit:
+                continue  # saved under larger limits
             domain.rate, domain.samplers, domain.init_us = rate, samplers, init_us
             domain.last_sequence, domain.last_records, domain.average = sequence
+            domain.boot_us, domain.max_end_ms = boot
             for template in templates:
                 self._learn(domain, template)
 
@@ -314,6 +443,9 @@ class FlowDecoder:
         try:
             while end - pos >= 4:
                 set_id, length = _SET_HEADER.unpack_from(packet, pos)
+                if length == 0 and not any(packet[pos + 4:end]):
+                    pos = end  # padding: zeros, or an empty set header then zeros, to the end of the message
+                    break
                 if length < 4:
                     raise DecodeError(f"set {set_id} has length {length}, less than its own header")
                 if pos + length > end:
@@ -331,7 +463,7 @@ class FlowDecoder:
                             state.records += self._learn(domain, item)
                 elif set_id >= 256:
                     self._data_set(domain, set_id, packet[body:pos], state, received_at, hold=True)
-            if ipfix and pos != end:
+            if ipfix and pos != end and any(packet[pos:end]):
                 raise DecodeError(f"IPFIX message ends with {end - pos} bytes that are not a set")
         except DecodeError as error:
             if state.records or state.templates or state.options_records:
@@ -395,8 +527,18 @@ class FlowDecoder:
 
     def _learn(self, domain, template: Template) -> int:
         """Store a template; decode data held for it; return how many records that released."""
+        if len(template.fields) > self.limits.fields_per_template:
+            self._dropped[(domain.key[0], "refused_templates_too_long")] += 1
+            return 0
+        old = domain.templates.get(template.template_id)
+        growth = len(template.fields) - (len(old[0].fields) if old else 0)
+        if ((old is None and len(domain.templates) >= self.limits.templates_per_domain)
+                or self._field_counts[domain.key[0]] + growth > self.limits.fields_per_exporter):
+            self._dropped[(domain.key[0], "refused_templates")] += 1
+            return 0
         layout = None if template.options else self._layout(template.fields)
         domain.templates[template.template_id] = (template, layout)
+        self._field_counts[domain.key[0]] += growth
         held = domain.pending.pop(template.template_id, None)
         if not held:
             return 0
@@ -407,7 +549,7 @@ class FlowDecoder:
             replay = _Packet(context)
             try:
                 self._data_set(domain, template.template_id, body, replay, entry[0], hold=False)
-            except DecodeError:
+            except (DecodeError, struct.error, IndexError, ValueError, OverflowError):
                 self.stats["malformed_pending_sets"] += 1
                 continue
             released += replay.records
@@ -416,14 +558,18 @@ class FlowDecoder:
 
     def _withdraw(self, domain, withdrawal: Withdrawal) -> None:
         if withdrawal.template_id is not None:
-            domain.templates.pop(withdrawal.template_id, None)
-            return
-        for tid in [t for t, (template, _) in domain.templates.items() if template.options == withdrawal.options]:
-            del domain.templates[tid]
+            tids = [withdrawal.template_id] if withdrawal.template_id in domain.templates else []
+        else:
+            tids = [t for t, (template, _) in domain.templates.items() if template.options == withdrawal.options]
+        for tid in tids:
+            template, _ = domain.templates.pop(tid)
+            self._field_counts[domain.key[0]] -= len(template.fields)
 
     def _hold(self, domain, tid, body, context, received_at) -> None:
         key = (domain.index, tid)
         size = len(body)
+        if not size:
+            return  # an empty set holds no record
         if (self._held_bytes.get(key, 0) + size > self.max_pending_bytes
                 or self.stats["held_bytes"] + size > self.max_total_pending_bytes):
             self.stats["dropped_pending_sets"] += 1
@@ -435,9 +581,9 @@ class FlowDecoder:
 
     def _unhold(self, domain, tid, entry) -> None:
         key = (domain.index, tid)
-        self._held_bytes[key] -= len(entry[1])
-        if not self._held_bytes[key]:
-            del self._held_bytes[key]
+        left = self._held_bytes.pop(key, 0) - len(entry[1])
+        if left > 0:
+            self._held_bytes[key] = left
         self.stats["held_sets"] -= 1
         self.stats["held_bytes"] -= len(entry[1])
 
@@ -485,6 +631,11 @@ class FlowDecoder:
         key = (exporter, version, number)
         domain = self._domains.get(key)
         if domain is None:
+            if self._domain_counts[exporter] >= self.limits.domains_per_exporter:
+                self._dropped[(exporter, StateLimit.reason)] += 1
+                raise StateLimit(f"exporter {exporter} already has {self._domain_counts[exporter]} observation "
+                                 f"domains, the most allowed; domain {number} is ignored")
+            self._domain_counts[exporter] += 1
             index = self._exporter_index.get(exporter)
             if index is None:
                 index = self._exporter_index[exporter] = len(self._exporters)
@@ -529,7 +680,10 @@ class FlowDecoder:
             raise DecodeError(f"saved decoder state holds an average of {average} records per packet")
         sequence = (None if sequence is None else int(sequence) & 0xFFFFFFFF,
                     int(entry["last_records"]) & 0xFFFFFFFF, average)
-        return key, _rate(entry["rate"]), samplers, _init_us(int(entry["init_us"]) // 1000), sequence, templates
+        boot = (int(entry.get("boot_us", -1)), int(entry.get("max_end_ms", -1)))
+        if not (-1 <= boot[0] < 2**62 and -1 <= boot[1] < 2**32):
+            raise DecodeError(f"saved decoder state holds a boot time estimate out of range {boot}")
+        return key, _rate(entry["rate"]), samplers, _init_us(int(entry["init_us"]) // 1000), sequence, boot, templates
 
 
 def _rate(value) -> int:

@@ -1,10 +1,20 @@
 """Every device that sends us NetFlow: registered on its first packet, counted in memory,
-and written to ``ispflow.exporters`` at each heartbeat (counters as deltas)."""
+and written to ``ispflow.exporters`` at each heartbeat (counters as deltas).
+
+What the collector does not store is counted here too, by reason, in ``ExporterCounters.dropped``
+(the ``exporters.dropped`` JSON column): a new reason is one more key, no schema change.
+Reasons so far: ``untrusted_packets`` (sender not trusted), ``refused_domains`` (packets of an
+observation domain over the cap), ``refused_templates`` / ``refused_templates_too_long``
+(templates over the per-domain cap or with too many fields), ``addressless_records``
+(records naming no address, not traffic evidence).
+"""
 from __future__ import annotations
 
+import json
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +30,7 @@ class ExporterCounters:
     last_flow_at: float | None = None
     clock_skew_s: float | None = None
     sampling_rate: int | None = None
+    dropped: Counter = field(default_factory=Counter)  # reason -> count (see the module's docstring)
 
 
 class ExporterRegistry:
@@ -56,6 +67,15 @@ class ExporterRegistry:
                 c.flows += records
                 c.last_flow_at = received_at
 
+    def dropped(self, address: str, reason: str, count: int = 1, received_at: float | None = None) -> None:
+        """``count`` packets or records of ``address`` not stored, for ``reason``; a packet seen if ``received_at``."""
+        with self._lock:
+            c = self._pending.setdefault(address, ExporterCounters())
+            c.dropped[reason] += count
+            if received_at is not None:
+                c.packets += 1
+                c.last_seen = received_at
+
     def ids(self, conn, addresses: list[str]) -> np.ndarray:
         """Database ids of these exporter addresses, registering new ones (caller commits)."""
         missing = [a for a in addresses if a not in self._ids]
@@ -88,10 +108,15 @@ class ExporterRegistry:
                                last_seen = greatest(last_seen, to_timestamp(%s)),
                                last_flow_at = coalesce(greatest(last_flow_at, to_timestamp(%s)), last_flow_at),
                                clock_skew_s = coalesce(%s, clock_skew_s),
-                               sampling_rate = coalesce(%s, sampling_rate)
+                               sampling_rate = coalesce(%s, sampling_rate),
+                               dropped = (select coalesce(jsonb_object_agg(reason, total), '{}')
+                                          from (select reason, sum(n::bigint) as total
+                                                from (select * from jsonb_each_text(dropped)
+                                                      union all select * from jsonb_each_text(%s::jsonb)) as d(reason, n)
+                                                group by reason) as sums)
                            where address = %s""",
                         (c.version, c.packets, c.flows, c.lost_flows, c.decode_errors, c.last_seen or time.time(),
-                         c.last_flow_at, c.clock_skew_s, c.sampling_rate, address),
+                         c.last_flow_at, c.clock_skew_s, c.sampling_rate, json.dumps(c.dropped), address),
                     )
         except Exception:
             with self._lock:  # keep the counts for the next heartbeat
@@ -106,6 +131,7 @@ class ExporterRegistry:
         c.flows += old.flows
         c.lost_flows += old.lost_flows
         c.decode_errors += old.decode_errors
+        c.dropped.update(old.dropped)
         for name in ("version", "last_seen", "last_flow_at", "clock_skew_s", "sampling_rate"):
             if getattr(c, name) is None:
                 setattr(c, name, getattr(old, name))

@@ -8,7 +8,16 @@ Threads, each with one job:
   a batch the database cannot take goes to the spool, and while the spool holds anything new
   batches follow it there, so order is kept;
 - the keeper replays the spool when the database is back, writes the heartbeat and the
-  exporters' counters, saves the decoder's templates and reloads the subscriber directory.
+  exporters' counters, saves the decoder's state (copied under the decoder lock, encoded and
+  written outside it, so receiving never waits for the disk) and reloads the subscriber
+  directory every ``directory_refresh`` as a fallback;
+- the listener waits for PostgreSQL notifications (``ispflow_collector``): a subscriber import
+  or sync, a settings change, an exporter trusted or untrusted, a router provisioned. It reloads
+  the directory or the trusted addresses at once, so they reach this collector within a second.
+
+Only trusted exporters' packets are decoded (``trust.py``); others are counted and dropped.
+With ``trust_first`` (``ispflow collector --trust-first-exporter``, which the README's run
+command uses) the first sender is trusted, and audited, while no exporter is trusted at all.
 """
 from __future__ import annotations
 
@@ -16,6 +25,7 @@ import json
 import logging
 import os
 import queue
+import select
 import selectors
 import socket
 import threading
@@ -29,7 +39,8 @@ import sqlalchemy as sa
 from .. import module_settings
 from ..database import engine_for, psycopg2_dsn
 from .attribution import SubscriberDirectory
-from .decoder import DecodeError, FlowDecoder
+from . import trust
+from .decoder import DecodeError, FlowDecoder, StateLimit
 from .enrich import EnrichedFlows, enrich
 from .exporters import ExporterRegistry
 from ..endpoints import parse_endpoint
@@ -39,6 +50,8 @@ from .writer import copy_flows, copy_nat, encode, encode_nat
 
 log = logging.getLogger("ispflow.collector")
 DATABASE_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+CHANNEL = "ispflow_collector"  # notified by the collector_exporter_trust migration's triggers
+_MAX_UNTRUSTED = 1000  # untrusted senders listed per process (spoofed floods must not grow the table)
 
 
 class RateLimitedLog:
@@ -63,12 +76,14 @@ class Collector:
     def __init__(self, database_url: str, listen: list[str], spool_dir: str, state_dir: str,
                  spool_max_bytes: int = 1 << 30, writers: int = 2, flush_interval: float = 0.5,
                  max_batch: int = 50_000, heartbeat_interval: float = 5.0, directory_refresh: float = 60.0,
-                 name: str | None = None):
+                 name: str | None = None, trust_first: bool = False):
         self.database_url = database_url
         self.dsn = psycopg2_dsn(database_url)
         self.listen = [parse_endpoint(value, listen=True) for value in listen]
         self.spool = Spool(spool_dir, spool_max_bytes)
         self.state_path = Path(state_dir) / "templates.json"
+        self.trust_path = Path(state_dir) / "trusted.json"  # the last known trusted set, for a start without database
+        self.trust_first = trust_first
         self.writers = writers
         self.flush_interval = flush_interval
         self.max_batch = max_batch
@@ -79,22 +94,30 @@ class Collector:
         self._decoder_lock = threading.Lock()  # the receiver decodes, the keeper saves templates
         self.exporters = ExporterRegistry()
         self.directory = SubscriberDirectory([])
+        self.trusted: frozenset[str] | None = None  # None until known (database or saved copy)
+        self._adopted: str | None = None            # trusted on first use, not yet written to the database
+        self._canonical: dict[str, str] = {}
+        self._untrusted: set[str] = set()
         self.sockets: list[socket.socket] = []
         self.batches: queue.Queue = queue.Queue(maxsize=writers * 4)
         self.stopping = threading.Event()
         self.database_up = threading.Event()
+        self.listening = threading.Event()  # set while notifications are being received
+        self._directory_ready = threading.Event()  # cleared while a notified directory change loads
+        self._directory_ready.set()
         self._spool_lock = threading.Lock()  # writers vs replay: order of stored batches
         self._threads: list[threading.Thread] = []
         self._errors = RateLimitedLog()
         self.started_at = time.time()
         self.counters = dict(packets=0, bytes_received=0, records=0, flows_stored=0, nat_stored=0,
                              decode_errors=0, lost_flows=0, spooled_batches=0, replayed_batches=0,
-                             kernel_drops=0, spool_dropped_batches=0)
+                             kernel_drops=0, spool_dropped_batches=0, untrusted_packets=0)
         self._counter_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         self._load_state()
+        self._reload_trust()
         for host, port in self.listen:
             self.sockets.append(open_udp(host, port))
         for sock in self.sockets:
@@ -105,6 +128,7 @@ class Collector:
         for i in range(self.writers):
             self._spawn(self._write, f"writer-{i}")
         self._spawn(self._keep, "keeper")
+        self._spawn(self._listen, "listener")
 
     def ports(self) -> list[int]:
         return [s.getsockname()[1] for s in self.sockets]
@@ -171,9 +195,22 @@ class Collector:
     def _packet(self, packet: bytes, exporter: str) -> int:
         received_at = time.time()
         self._count(packets=1, bytes_received=len(packet))
+        exporter = self._canonical_address(exporter)
+        if not self._trusted(exporter):
+            self._count(untrusted_packets=1)
+            if exporter in self._untrusted or len(self._untrusted) < _MAX_UNTRUSTED:
+                self._untrusted.add(exporter)
+                self.exporters.dropped(exporter, "untrusted_packets", 1, received_at)
+            self._errors.warning("untrusted", "dropped a packet from %s: not a trusted exporter "
+                                 "(ispflow exporters trust %s)", exporter, exporter)
+            return 0
         try:
             with self._decoder_lock:
                 info = self.decoder.feed(packet, exporter, received_at)
+        except StateLimit as error:  # counted by the decoder, with the other refusals
+            self.exporters.packet(exporter, None, 0, 0, None, received_at)
+            self._errors.warning("limit " + exporter, "%s", error)
+            return 0
         except DecodeError as error:
             kept = error.info.records if error.info is not None else 0  # from the valid sets before the bad one
             self._count(decode_errors=1, records=kept)
@@ -190,13 +227,48 @@ class Collector:
                               info.sampling_rate)
         return info.records
 
+    def _canonical_address(self, address: str) -> str:
+        known = self._canonical.get(address)
+        if known is None:
+            if len(self._canonical) > 100_000:  # spoofed sources must not grow it forever
+                self._canonical.clear()
+            try:
+                known = trust.canonical(address)
+            except ValueError:  # not an IP address (sockets give none such): never trusted
+                known = address
+            self._canonical[address] = known
+        return known
+
+    def _trusted(self, exporter: str) -> bool:
+        trusted = self.trusted
+        if trusted is not None and exporter in trusted:
+            return True
+        if self.trust_first and trusted is not None and not trusted and self._adopted is None:
+            self._adopted = exporter
+            self.trusted = frozenset({exporter})
+            log.warning("trusting %s, the first exporter to send (--trust-first-exporter); "
+                        "no other sender is trusted until an admin trusts it", exporter)
+            return True
+        return False
+
     def _drain(self) -> None:
         with self._decoder_lock:
             flows, nat = self.decoder.drain()
+        self._collect_dropped()
         if len(flows):
+            # Flows received after a directory change was committed and notified are attributed
+            # with the new directory: wait for a reload under way (the socket buffer holds meanwhile).
+            self._directory_ready.wait(10)
             self._enqueue(enrich(flows, self.directory))
         if len(nat):
             self._enqueue(nat)
+
+    def _collect_dropped(self) -> None:
+        """Move the decoder's refusals to the exporters' counters (at each drain and heartbeat)."""
+        with self._decoder_lock:
+            dropped = self.decoder.take_dropped()
+        for (exporter, reason), count in dropped.items():
+            self.exporters.dropped(exporter, reason, count)
 
     def _enqueue(self, item) -> None:
         try:
@@ -266,6 +338,8 @@ class Collector:
                 self._check_database()
             if self.database_up.is_set() and len(self.spool):
                 self._replay()
+            if self._adopted is not None:
+                self._record_adoption()
             if now - last_beat >= self.heartbeat_interval or stopping:
                 self._heartbeat()
                 self._save_state()
@@ -311,6 +385,7 @@ class Collector:
             conn.close()
 
     def _heartbeat(self) -> None:
+        self._collect_dropped()
         with self._counter_lock:
             open_sockets = [s for s in self.sockets if s.fileno() >= 0]
             if open_sockets:
@@ -337,6 +412,86 @@ class Collector:
         finally:
             conn.close()
 
+    def _listen(self) -> None:
+        """Reload what a notification names, within a second of the change's commit."""
+        conn = None
+        try:
+            while not self.stopping.is_set():
+                if conn is None:
+                    try:
+                        conn = psycopg2.connect(self.dsn, connect_timeout=3)
+                        conn.autocommit = True
+                        with conn.cursor() as cur:
+                            cur.execute(f"listen {CHANNEL}")
+                    except DATABASE_ERRORS:
+                        conn = None
+                        self.stopping.wait(1.0)
+                        continue
+                    self._reload_trust()  # what changed while nobody listened
+                    self._refresh_directory()
+                    self.listening.set()
+                try:
+                    if not select.select([conn], [], [], 0.5)[0]:
+                        continue
+                    conn.poll()
+                except (*DATABASE_ERRORS, OSError):
+                    self.listening.clear()
+                    conn.close()
+                    conn = None
+                    continue
+                kinds = {n.payload for n in conn.notifies}
+                conn.notifies.clear()
+                if "exporters" in kinds:
+                    self._reload_trust()
+                if "directory" in kinds:
+                    self._directory_ready.clear()
+                    try:
+                        self._refresh_directory()
+                    finally:
+                        self._directory_ready.set()
+        finally:
+            self.listening.clear()
+            if conn is not None:
+                conn.close()
+
+    def _reload_trust(self) -> None:
+        """The trusted addresses from the database, else (unreachable) as last saved."""
+        try:
+            with engine_for(self.database_url).connect() as conn:
+                found = trust.trusted_addresses(conn)
+        except sa.exc.OperationalError:
+            if self.trusted is None:
+                self.trusted = self._saved_trust()
+            return
+        adopted = self._adopted
+        self.trusted = found | {adopted} if adopted else found
+        try:
+            self.trust_path.parent.mkdir(parents=True, exist_ok=True)
+            self.trust_path.write_text(json.dumps(sorted(found)))
+        except OSError as error:
+            self._errors.warning("trust", "cannot save the trusted exporters to %s: %s", self.trust_path, error)
+
+    def _saved_trust(self) -> frozenset[str] | None:
+        try:
+            return frozenset(trust.canonical(a) for a in json.loads(self.trust_path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as error:
+            log.warning("ignoring the saved trusted exporters in %s: %s", self.trust_path, error)
+            return None
+
+    def _record_adoption(self) -> None:
+        """Write the exporter trusted on first use to the database, with its audit entry."""
+        address = self._adopted
+        try:
+            with engine_for(self.database_url).begin() as conn:
+                trust.trust(conn, address, actor=f"collector {self.name}",
+                            reason="first exporter, trusted on first use (--trust-first-exporter)")
+        except sa.exc.OperationalError:
+            return  # next time round
+        self._adopted = None
+        self._reload_trust()
+
     def _refresh_directory(self) -> None:
         """Reload the subscriber directory and the ISP's own prefixes (kept if unreachable)."""
         try:
@@ -359,8 +514,8 @@ class Collector:
             self.state_path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.state_path.with_suffix(".tmp")
             with self._decoder_lock:
-                state = self.decoder.export_state()
-            temporary.write_bytes(state)
+                snapshot = self.decoder.snapshot()
+            temporary.write_bytes(self.decoder.encode_state(snapshot))
             os.replace(temporary, self.state_path)
         except OSError as error:
             self._errors.warning("state", "cannot save templates to %s: %s", self.state_path, error)

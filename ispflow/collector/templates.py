@@ -62,6 +62,8 @@ def parse_v9_templates(packet, pos: int, end: int, options: bool) -> list[Templa
             size = scope_len + option_len
         else:
             tid, count = _HH.unpack_from(packet, pos)
+            if tid == 0 and not any(packet[pos:end]):
+                break  # padding to the end of the flowset
             pos += 4
             size = 4 * count
         _check_template_id(tid)
@@ -71,7 +73,7 @@ def parse_v9_templates(packet, pos: int, end: int, options: bool) -> list[Templa
             raise DecodeError(f"template {tid} is longer than its flowset")
         spec = tuple((f, length, 0) for f, length in _HH.iter_unpack(packet[pos:pos + size]))
         pos += size
-        out.append(_checked(Template(tid, spec, options), variable=False))
+        out.append(_checked(Template(tid, spec, options)))
     return out
 
 
@@ -113,7 +115,7 @@ def parse_ipfix_templates(packet, pos: int, end: int, options: bool) -> list[Tem
                 pos += 4
                 f &= 0x7FFF
             spec.append((f, length, enterprise))
-        out.append(_checked(Template(tid, tuple(spec), options), variable=True))
+        out.append(_checked(Template(tid, tuple(spec), options)))
     return out
 
 
@@ -122,11 +124,15 @@ def _check_template_id(tid: int) -> None:
         raise DecodeError(f"template id {tid} is reserved (template ids start at 256)")
 
 
-def _checked(template: Template, variable: bool) -> Template:
-    fixed = sum(length for _, length, _ in template.fields if not (variable and length == ie.VARIABLE_LENGTH))
-    has_variable = variable and any(length == ie.VARIABLE_LENGTH for _, length, _ in template.fields)
-    if not variable and any(length == ie.VARIABLE_LENGTH for _, length, _ in template.fields):
-        raise DecodeError(f"template {template.template_id} has a field of length 65535, which NetFlow v9 cannot carry")
+def _checked(template: Template) -> Template:
+    """Refuse a template whose records would have no length.
+
+    Length 65535 marks an IPFIX variable-length field. NetFlow v9 (RFC 3954) does not define
+    it, but H3C NetStream sends it in v9 templates and means the same, so v9 reads it the same
+    way (as collectors in the field do).
+    """
+    fixed = sum(length for _, length, _ in template.fields if length != ie.VARIABLE_LENGTH)
+    has_variable = any(length == ie.VARIABLE_LENGTH for _, length, _ in template.fields)
     if fixed == 0 and not has_variable:
         raise DecodeError(f"template {template.template_id} describes records of length 0")
     return template
@@ -201,6 +207,8 @@ class Layout:
         self.dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets,
                                "itemsize": self.record_length})
         self.nat = ie.NAT_EVENT in self.columns
+        self.addressed = any(f in self.columns for f in (ie.SOURCE_IPV4, ie.SOURCE_IPV6,
+                                                         ie.DESTINATION_IPV4, ie.DESTINATION_IPV6))
         self.sampling_fields = [f for f in (ie.SAMPLING_INTERVAL, ie.SAMPLER_RANDOM_INTERVAL,
                                             ie.SAMPLING_PACKET_INTERVAL) if f in self.columns]
 
@@ -264,6 +272,15 @@ class Layout:
             pos += tail
             count += 1
         return bytes(out), count
+
+    def uptime_end(self, arr) -> np.ndarray | None:
+        """flowEndSysUpTime (else flowStartSysUpTime) in ms, when the records' times rest on uptime
+        alone (no absolute or delta time, no systemInitTimeMilliseconds in the record)."""
+        if ie.SYSTEM_INIT_TIME_MILLISECONDS in self.columns or any(
+                f in self.columns for f in (ie.FLOW_END_SECONDS, ie.FLOW_END_MILLISECONDS, ie.FLOW_END_MICROSECONDS,
+                                            ie.FLOW_END_NANOSECONDS, ie.FLOW_END_DELTA_MICROSECONDS)):
+            return None
+        return self._first_int(arr, ie.FLOW_END_SYS_UPTIME, ie.FLOW_START_SYS_UPTIME)
 
     def last_rate(self, record: bytes) -> int | None:
         """The sampling rate a data record's own sampling fields give (read at feed time)."""

@@ -1,4 +1,5 @@
-"""``ispflow collector``: run the NetFlow/IPFIX collector until SIGTERM or Ctrl-C, with the app's settings."""
+"""``ispflow collector``: run the NetFlow/IPFIX collector until SIGTERM or Ctrl-C, with the app's settings;
+``ispflow exporters list|trust|untrust``: which senders' flows it stores."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +14,7 @@ from ..app_state import is_given, settings
 from ..database import engine_for
 from ..endpoints import parse_endpoint
 from .failure import fail
+from .search import actor
 
 
 @click.command("collector")
@@ -20,8 +22,11 @@ from .failure import fail
               help="UDP address to receive on (repeatable; [::]:PORT for IPv6). "
                    "Default: ISPFLOW_COLLECTOR_LISTEN if the app or the environment sets it, else the module settings (0.0.0.0:2055).")
 @click.option("--writers", default=2, show_default=True, help="Database connections storing flows.")
+@click.option("--trust-first-exporter", is_flag=True,
+              help="While no exporter is trusted and no router provisioned, trust the first sender (audited). "
+                   "For a first run on a trial machine; leave it off in production.")
 @with_appcontext
-def collector_command(listen, writers):
+def collector_command(listen, writers, trust_first_exporter):
     """Receive NetFlow v5, v9 and IPFIX and store every flow."""
     from ..collector.server import Collector  # numpy and the decoders: only when collecting
 
@@ -40,7 +45,7 @@ def collector_command(listen, writers):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     collector = Collector(
         config.DATABASE_URL, list(listen), config.SPOOL_DIR, config.STATE_DIR,
-        spool_max_bytes=config.SPOOL_MAX_BYTES, writers=writers,
+        spool_max_bytes=config.SPOOL_MAX_BYTES, writers=writers, trust_first=trust_first_exporter,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -54,3 +59,65 @@ def collector_command(listen, writers):
     click.echo("ispflow collector: stopping, storing what was received", err=True)
     collector.stop()
     click.echo(f"ispflow collector: stopped; {collector.counters['flows_stored']} flows stored", err=True)
+
+
+@click.group("exporters")
+def exporters_group():
+    """Senders of NetFlow: only trusted exporters' (and provisioned routers') flows are stored."""
+
+
+@exporters_group.command("list")
+@with_appcontext
+def exporters_list():
+    """Every sender seen or trusted: whether its flows are stored, packets, flows, what was dropped."""
+    from ..collector.trust import exporters
+
+    with engine_for(settings().DATABASE_URL).connect() as conn:
+        rows = exporters(conn)
+    if not rows:
+        click.echo("No exporter has sent anything yet.")
+        return
+    click.echo(f"{'address':<40} {'stored':<22} {'packets':>10} {'flows':>12}  dropped")
+    for row in rows:
+        why = (f"yes (router {row['router']})" if row["router"] else "yes (trusted)") if row["storing"] else "NO (untrusted)"
+        dropped = ", ".join(f"{k}={v}" for k, v in sorted(row["dropped"].items())) or "-"
+        click.echo(f"{row['address']:<40} {why:<22} {row['packets']:>10} {row['flows']:>12}  {dropped}")
+
+
+def _change_trust(address: str, trusted: bool) -> None:
+    from ..collector import trust
+    from ..roles import ADMIN
+
+    try:
+        address = trust.canonical(address)
+    except ValueError:
+        fail(f"{address!r} is not an IP address.")
+    with engine_for(settings().DATABASE_URL).begin() as conn:
+        if trusted:
+            changed = trust.trust(conn, address, actor=actor(), role=ADMIN)
+        else:
+            changed = trust.untrust(conn, address, actor=actor(), role=ADMIN)
+        router = trust.provisioned_router(conn, address)
+    if trusted:
+        click.echo(f"Trusted {address}: its flows are stored from now on." if changed else f"{address} was trusted already.")
+    else:
+        click.echo(f"Untrusted {address}: its packets are dropped from now on." if changed else
+                   f"{address} was not trusted.")
+        if router:
+            click.echo(f"Note: {address} is the provisioned router {router!r}, whose flows are stored regardless.")
+
+
+@exporters_group.command("trust")
+@click.argument("address")
+@with_appcontext
+def exporters_trust(address):
+    """Store the flows and NAT events ADDRESS sends (audited)."""
+    _change_trust(address, True)
+
+
+@exporters_group.command("untrust")
+@click.argument("address")
+@with_appcontext
+def exporters_untrust(address):
+    """Drop what ADDRESS sends from now on (audited); flows stored before are kept."""
+    _change_trust(address, False)

@@ -9,6 +9,7 @@ from ..roles import ADMIN, STAFF, TECHNICIAN
 from ..status import cached_status, current_status
 from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
+from .exporters import exporter_trust
 
 
 @blueprint.route("/status")
@@ -16,7 +17,8 @@ from .access import current_user, menu_entry, roles_required
 @roles_required(ADMIN, TECHNICIAN)
 def status_page():
     status = current_status(settings())
-    return render_template("ispflow/status.html", status=status, periodic_jobs=PERIODIC_JOBS)
+    trust = exporter_trust(with_forms=current_user().role == ADMIN)
+    return render_template("ispflow/status.html", status=status, periodic_jobs=PERIODIC_JOBS, trust=trust)
 
 
 @blueprint.app_context_processor

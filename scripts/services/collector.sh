@@ -4,4 +4,6 @@
 # was received and stops it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec .venv/bin/ispflow collector
+# --trust-first-exporter: the first sender is trusted (audited) while none is, so a first run
+# stores flows without a further step; a production collector runs without it (README).
+exec .venv/bin/ispflow collector --trust-first-exporter
