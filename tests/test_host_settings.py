@@ -19,14 +19,15 @@ from .host_panel import as_user, create_app, log_signals_to
 from .netflow_tools import free_udp_port, send
 from .test_roles import PAGES
 from ispflow.app_state import settings
-from tests import synthetic
+from ispflow.collector import trust
 from ispflow.config import Settings
 from ispflow.jobs import queue
 from ispflow.module_settings import ModuleSettings, save
 from ispflow.retention.jobs import run_retention
 from ispflow.search import jobs
-from tests.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.testing import csrf_token
+from tests import synthetic
+from tests.sample_flows import flow, insert_exporter, insert_flows
 
 ISPFLOW = str(Path(sys.executable).with_name("ispflow"))
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -205,6 +206,7 @@ def test_a_collector_in_the_hosts_app_listens_where_the_host_says_and_stores_in_
         host, database_url, db_engine, tmp_path):
     with db_engine.begin() as conn:  # what the collector would use were the host's setting ignored
         save(conn, ModuleSettings(collector_listen=f"127.0.0.1:{free_udp_port()}"))
+        trust.trust(conn, "127.0.0.1", actor="test")
     listen = host.config["ISPFLOW_COLLECTOR_LISTEN"]
     port = int(listen.rsplit(":", 1)[1])
     flows = synthetic.generate_flows(30, seed=3, start=1_767_225_600.0, subscriber_prefix="100.64.0.0/22")
