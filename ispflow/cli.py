@@ -18,6 +18,8 @@ from .app_state import session, settings, state
 from .commands import collector, retention, routers, search
 from .commands.failure import fail
 from .commands.search import actor
+from .security.commands import findings as findings_command
+from .alerts.commands import alerts_group
 from .config import ConfigError
 
 
@@ -110,7 +112,25 @@ def users_ensure_admin(name):
         click.echo("An admin account exists already.")
     else:
         click.echo(f"Created admin '{name}' with one-time password: {password}")
-        click.echo("It must be changed at the first login.")
+        click.echo("It must be changed at the first login, within 24 hours.")
+
+
+@users_group.command("reset-password")
+@click.argument("name")
+@with_appcontext
+def users_reset_password(name):
+    """Give a user a new one-time password (valid 24 hours); their open sessions end."""
+    import sqlalchemy as sa
+
+    from .standalone.users import User, issue_one_time_password
+
+    user = db.session.execute(sa.select(User).where(User.username == name)).scalar_one_or_none()
+    if user is None:
+        fail(f"no user is named {name!r}.")
+    password = issue_one_time_password(user)
+    db.session.commit()
+    click.echo(f"One-time password for '{name}': {password}")
+    click.echo("It must be changed at the first login, within 24 hours.")
 
 
 # --- subscribers ----------------------------------------------------------------------------
@@ -197,6 +217,9 @@ for _command in retention.COMMANDS:  # worker, status, retention, storage
 for _command in (search.search, search.who, search.audit_group):
     cli.add_command(_command)
 cli.add_command(routers.routers_group)
+cli.add_command(routers.keys_group)
+cli.add_command(findings_command)
+cli.add_command(alerts_group)
 
 
 def main():

@@ -36,8 +36,16 @@ def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.replace(";", ",").split(",") if part.strip())
 
 
-def setting(default, parse=_str, doc=""):
-    return field(default=default, metadata={"parse": parse, "doc": doc})
+def _smtp_security(value: str) -> str:
+    lowered = value.strip().lower()
+    if lowered not in {"none", "starttls", "tls"}:
+        raise ValueError(f"expected none, starttls or tls, got {value!r}")
+    return lowered
+
+
+def setting(default, parse=_str, doc="", secret=False):
+    """A setting; a ``secret`` one is left out of the repr (logs, tracebacks, debug pages)."""
+    return field(default=default, repr=not secret, metadata={"parse": parse, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -54,12 +62,21 @@ class Settings:
             "evidence when due) run with it. Empty: DATABASE_URL's server and database as user postgres.",
     )
     REDIS_URL: str = setting("redis://127.0.0.1:6379/0", doc="Redis for the rq job queues.")
-    SECRET_KEY: str = setting("", doc="Flask secret key of the standalone panel (required in production).")
+    SECRET_KEY: str = setting(
+        "", doc="The secret every key is derived from: sessions, CSRF, router credentials (required in production).",
+        secret=True,
+    )
     ENCRYPTION_KEY: str = setting(
-        "", doc="Fernet key that encrypts router credentials at rest; derived from SECRET_KEY when empty."
+        "", doc="Fernet key that encrypts router credentials at rest; derived from SECRET_KEY when empty.",
+        secret=True,
+    )
+    ENCRYPTION_KEY_PREVIOUS: tuple[str, ...] = setting(
+        (), _list, "Former credential keys (comma-separated), still read until `ispflow keys rotate` has run.",
+        secret=True,
     )
     AUDIT_KEY: str = setting(
-        "", doc="Key of the audit log's HMAC chain, kept out of the database; derived from SECRET_KEY when empty."
+        "", doc="Key of the audit log's HMAC chain, kept out of the database; derived from SECRET_KEY when empty.",
+        secret=True,
     )
     URL_PREFIX: str = setting("/netflow", doc="Where the blueprint is mounted in the host panel.")
     BASE_TEMPLATE: str = setting(
@@ -78,6 +95,19 @@ class Settings:
         "/var/lib/ispflow", doc="Collector state kept across restarts (templates) and the audit log's checkpoints."
     )
     DEBUG: bool = setting(False, _bool, "Flask debug mode for the standalone panel.")
+    GEOIP_COUNTRY_DB: str = setting(
+        "", doc="MMDB file with countries (MaxMind GeoLite2/GeoIP2 Country or City, DB-IP, IPinfo); "
+        "empty: no countries shown. Reopened when the file changes."
+    )
+    GEOIP_ASN_DB: str = setting(
+        "", doc="MMDB file with AS numbers and names (GeoLite2 ASN, DB-IP ASN, IPinfo); may be the country file."
+    )
+    SMTP_HOST: str = setting("", doc="Mail server for alert e-mails; empty: alerts are not e-mailed.")
+    SMTP_PORT: int = setting(25, _int, "Port of the mail server (587 with STARTTLS, 465 for TLS).")
+    SMTP_FROM: str = setting("ispflow@localhost", doc="Sender address of alert e-mails.")
+    SMTP_USER: str = setting("", doc="Login at the mail server; empty: no login.")
+    SMTP_PASSWORD: str = setting("", doc="Password at the mail server.", secret=True)
+    SMTP_SECURITY: str = setting("none", _smtp_security, "none, starttls or tls (SMTPS).")
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Settings":

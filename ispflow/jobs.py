@@ -65,5 +65,7 @@ PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("storage-statistics", 3600, "ispflow.retention.storage:sample_storage", timeout=900, retries=2),
     PeriodicJob("collector-liveness", 60, "ispflow.status:check_liveness", timeout=50),
     PeriodicJob("router-clocks", 300, "ispflow.routers.jobs:check_all_routers", timeout=280),
+    PeriodicJob("security-findings", 600, "ispflow.security.findings:analyse_recent", timeout=3000),
+    PeriodicJob("alerts", 60, "ispflow.alerts.service:evaluate_rules", timeout=55),
     PeriodicJob("audit-checkpoint", 3600, "ispflow.audit:checkpoint_job", timeout=300, retries=2),
 ]

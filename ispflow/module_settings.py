@@ -64,25 +64,37 @@ class ModuleSettings:
 
 def load(conn) -> ModuleSettings:
     """The current settings (defaults for what was never saved). ``conn``: Connection or Session."""
-    stored = conn.execute(sa.text("select value from ispflow.settings where key = :key"), {"key": KEY}).scalar()
-    if not stored:
-        return ModuleSettings()
-    known = {f.name for f in fields(ModuleSettings)}
-    values = {k: v for k, v in stored.items() if k in known}
-    if "own_prefixes" in values:
-        values["own_prefixes"] = tuple(values["own_prefixes"])
-    return ModuleSettings(**values)
+    return load_section(conn, KEY, ModuleSettings)
 
 
 def save(conn, settings: ModuleSettings) -> ModuleSettings:
     """Validate and store; the caller commits."""
+    return save_section(conn, KEY, settings)
+
+
+def load_section(conn, key: str, cls):
+    """A settings dataclass stored under ``key`` (defaults for what was never saved).
+
+    Each feature with its own settings page keeps its own key, so saving one page never
+    overwrites another's values. Tuple fields are stored as JSON lists.
+    """
+    stored = conn.execute(sa.text("select value from ispflow.settings where key = :key"), {"key": key}).scalar()
+    if not stored:
+        return cls()
+    kinds = {f.name: f.default for f in fields(cls)}
+    values = {k: tuple(v) if isinstance(kinds[k], tuple) else v for k, v in stored.items() if k in kinds}
+    return cls(**values)
+
+
+def save_section(conn, key: str, settings):
+    """Validate (``settings.validated()``) and store under ``key``; the caller commits."""
     settings = settings.validated()
     conn.execute(
         sa.text(
             "insert into ispflow.settings (key, value, updated_at) values (:key, cast(:value as jsonb), now()) "
             "on conflict (key) do update set value = excluded.value, updated_at = now()"
         ),
-        {"key": KEY, "value": json.dumps(asdict(settings))},
+        {"key": key, "value": json.dumps(asdict(settings))},
     )
     return settings
 

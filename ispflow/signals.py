@@ -33,3 +33,11 @@ collector_down = _signals.signal(
     "for people). Process: the worker's every-minute liveness job, once per stop; and each panel process "
     "that notices the change itself while serving a page.",
 )
+alert_raised = _signals.signal(
+    "alert-raised",
+    doc="Sent with the rule's name for each new alert (not while an incident continues), in the "
+    "process that evaluated the rule: the rq worker running the ``alerts`` periodic job, or the "
+    "CLI for ``ispflow alerts test`` (then ``alert_id`` is None and ``incident`` is 'test'). "
+    "Keyword arguments: ``source``, ``alert_id``, ``rule``, ``kind``, ``incident``, ``message``, "
+    "``details`` (dict), ``raised_at`` (ISO 8601) — the webhook's JSON.",
+)

@@ -163,6 +163,68 @@ audit_log = sa.Table(
     sa.Column("hash", sa.Text, nullable=False, unique=True),
 )
 
+# Security findings (migration security_findings_alerts): every analysed hour, and what it showed.
+security_windows = sa.Table(
+    "security_windows", _meta,
+    sa.Column("window_start", TIMESTAMP, primary_key=True),
+    sa.Column("window_end", TIMESTAMP, nullable=False),
+    sa.Column("analysed_at", TIMESTAMP, nullable=False, server_default=sa.func.now()),
+    sa.Column("findings", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("seconds", sa.Float),
+)
+
+security_findings = sa.Table(
+    "security_findings", _meta,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("window_start", TIMESTAMP, sa.ForeignKey("ispflow.security_windows.window_start", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("window_end", TIMESTAMP, nullable=False),
+    sa.Column("subject", INET, nullable=False),
+    sa.Column("peer", INET),
+    sa.Column("port", sa.Integer),
+    sa.Column("account", sa.Text),
+    sa.Column("label", sa.Text, nullable=False, server_default=""),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("evidence", JSONB, nullable=False, server_default="{}"),
+    sa.Column("first_seen", TIMESTAMP, nullable=False),
+    sa.Column("last_seen", TIMESTAMP, nullable=False),
+    sa.CheckConstraint("kind in ('scan', 'bruteforce', 'outbound', 'beacon', 'geography')"),
+    sa.Index("security_findings_window", "window_start", "kind"),
+)
+
+alert_rules = sa.Table(
+    "alert_rules", _meta,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("params", JSONB, nullable=False, server_default="{}"),
+    sa.Column("cooldown_s", sa.Integer, nullable=False, server_default="3600"),
+    sa.Column("email", sa.Text, nullable=False, server_default=""),
+    sa.Column("webhook", sa.Text, nullable=False, server_default=""),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", TIMESTAMP, nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("kind in ('subscriber_rate', 'interface_rate', 'finding', 'exporter_silent', "
+                       "'router_clock')"),
+    sa.CheckConstraint("cooldown_s >= 0"),
+)
+
+# One row per incident: raised once, then only last_seen moves while it lasts.
+alerts = sa.Table(
+    "alerts", _meta,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("rule_id", sa.Integer, sa.ForeignKey("ispflow.alert_rules.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("incident", sa.Text, nullable=False),
+    sa.Column("raised_at", TIMESTAMP, nullable=False, server_default=sa.func.now()),
+    sa.Column("last_seen", TIMESTAMP, nullable=False, server_default=sa.func.now()),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("details", JSONB, nullable=False, server_default="{}"),
+    sa.Column("delivery", JSONB, nullable=False, server_default="{}"),
+    sa.Index("alerts_rule_incident", "rule_id", "incident", sa.text("last_seen desc")),
+    sa.Index("alerts_raised", sa.text("raised_at desc")),
+)
+
 
 # Where the keyed (HMAC) chain starts and the log's oldest entry at that upgrade; written once
 # by its migration, a trigger refuses every later change.

@@ -8,10 +8,13 @@ import getpass
 import sys
 
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from .. import audit
 from ..app_state import settings
+from ..config import Settings
+from ..geoip import row_origins
 from ..database import engine_for, raw_connection
 from ..module_settings import load
 from ..search.criteria import ORDERS, SIDES, CriteriaError, parse_address, parse_moment
@@ -94,11 +97,15 @@ def search(ip, ip_side, peer, start, end, protocol, port, port_side, account, se
         conn.commit()
         shown, cursor = 0, None
         click.echo(_table_line(("start", "end", "source", "destination", "protocol", "bytes", "packets",
-                                "status", "account", "service")))
+                                "status", "account", "service", "source origin", "destination origin")))
+        settings = Settings.from_flask(current_app.config)
         while shown < limit:
             page = fetch_page(conn, criteria, order, cursor, size=min(1000, limit - shown))
+            places = row_origins(page.rows, settings)
             for row in page.rows:
-                click.echo(_table_line(_table_row(row, module.zone)))
+                click.echo(_table_line(_table_row(row, module.zone)
+                                       + (places[str(row.src_addr)].label() or "-",
+                                          places[str(row.dst_addr)].label() or "-")))
             shown += len(page.rows)
             cursor = page.next_cursor
             if cursor is None:
@@ -122,7 +129,7 @@ def _table_row(row, zone) -> tuple:
 
 
 def _table_line(values) -> str:
-    widths = (25, 25, 30, 30, 9, 12, 8, 8, 12, 12)
+    widths = (25, 25, 30, 30, 9, 12, 8, 8, 12, 12, 24, 24)
     return " ".join(str(v).ljust(w) for v, w in zip(values, widths)).rstrip()
 
 

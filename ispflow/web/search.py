@@ -17,6 +17,7 @@ from wtforms.validators import ValidationError
 
 from .. import audit
 from ..app_state import engine, settings
+from ..geoip import row_origins
 from ..module_settings import load
 from ..roles import COMPLIANCE
 from ..search import jobs, service
@@ -93,8 +94,9 @@ class WhoForm(CSRFForm):
 
 
 def _display(rows, zone, names=None):
-    """Page rows as the template shows them: local times, names for numbers."""
+    """Page rows as the template shows them: local times, names for numbers, country and AS."""
     shown = []
+    places = row_origins(rows, settings())
     for r in rows:
         src, dst = str(r.src_addr), str(r.dst_addr)
         shown.append({
@@ -103,6 +105,7 @@ def _display(rows, zone, names=None):
             "src": src, "src_port": r.src_port, "src_service": port_name(r.src_port, r.protocol),
             "dst": dst, "dst_port": r.dst_port, "dst_service": port_name(r.dst_port, r.protocol),
             "src_name": (names or {}).get(src), "dst_name": (names or {}).get(dst),
+            "src_origin": places[src].label(), "dst_origin": places[dst].label(),
             "protocol": r.protocol, "protocol_name": protocol_name(r.protocol),
             "bytes": r.bytes, "packets": r.packets, "status": r.status or "", "in_if": r.in_if,
             "out_if": r.out_if, "exporter": r.exporter or r.exporter_id, "account": r.account or "",
@@ -138,6 +141,7 @@ def search():
     if request.method != "POST":
         today = datetime.now(module.zone).date()
         form.date_from.data, form.date_to.data = (today - timedelta(days=7)).isoformat(), today.isoformat()
+        _fill_from_link(form)
         return render_template("ispflow/search.html", **context)
     if not form.validate():
         return render_template("ispflow/search.html", **context), 400
@@ -165,6 +169,18 @@ def search():
         names = reverse_dns.resolve({a for r in result.page.rows for a in (str(r.src_addr), str(r.dst_addr))})
     context.update(result=result, rows=_display(result.page.rows, module.zone, names), resolved=names is not None)
     return render_template("ispflow/search.html", **context)
+
+
+def _fill_from_link(form: SearchForm) -> None:
+    """Fill the form from a link's query string (a security finding's "flows" link).
+
+    Only fills: the officer still gives the case reference and submits, so the search is
+    audited like any other. The case reference is never taken from a link.
+    """
+    for key, name in SearchForm.FIELDS.items():
+        value = request.args.get(key)
+        if value and key != "case_ref":
+            getattr(form, name).data = value
 
 
 def _start_export(conn, criteria, user):

@@ -1,7 +1,7 @@
 """The module settings page (admins): module on/off, retention periods, addresses, time zone."""
 from __future__ import annotations
 
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 
 from flask import flash, redirect, render_template, request, url_for
 from wtforms import BooleanField, IntegerField, StringField, TextAreaField
@@ -13,7 +13,7 @@ from ..roles import ADMIN
 from ..status import forget_cached
 from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
-from .forms import CSRFForm
+from .forms import CSRFForm, validated_settings
 
 MONTHS = "a whole number of months from 1 to 120"
 MONTH_INPUT = {"min": 1, "max": 120}
@@ -44,21 +44,7 @@ class SettingsForm(CSRFForm):
             elif isinstance(data, str):
                 data = data.strip()
             values[f.name] = data
-        for name, value in values.items():
-            if self[name].errors:
-                continue
-            try:  # one field at a time, so every bad field gets its own message
-                replace(module_settings.ModuleSettings(), **{name: value}).validated()
-            except ValueError as exc:
-                self[name].errors = list(self[name].errors) + [_message_of(exc)]
-        if any(self[name].errors for name in values):
-            return None
-        return module_settings.ModuleSettings(**values).validated()
-
-
-def _message_of(exc: ValueError) -> str:
-    message = str(exc).split(": ", 1)[-1]
-    return message[0].upper() + message[1:] + "."
+        return validated_settings(self, module_settings.ModuleSettings, values)
 
 
 def _form_data(current: module_settings.ModuleSettings) -> dict:
