@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import click
-from ..app_state import settings as app_settings
+from flask import current_app
 from flask.cli import with_appcontext
 
 from ..config import Settings
@@ -12,7 +12,7 @@ from .service import evaluate_rules, history, test_rule
 
 
 def _settings() -> Settings:
-    return app_settings()
+    return Settings.from_flask(current_app.config)
 
 
 def _fail(message: str):

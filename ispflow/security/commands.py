@@ -6,7 +6,7 @@ import json
 import sys
 
 import click
-from ..app_state import settings as app_settings
+from flask import current_app
 from flask.cli import with_appcontext
 
 from ..config import Settings
@@ -35,7 +35,7 @@ def findings(start, end, kind, output, analyse, limit):
     """Security findings of a period, highest score first."""
     from ..commands.failure import fail
 
-    settings = app_settings()
+    settings = Settings.from_flask(current_app.config)
     engine = engine_for(settings.DATABASE_URL)
     with engine.connect() as conn:
         zone = load(conn).zone
