@@ -1,6 +1,6 @@
 """ispflow's pages: one blueprint, one module per feature, each view guarded by role."""
-from . import access, headers, overview, subscribers  # noqa: F401  (views register on the blueprint on import)
-from . import alerts, audit, exporters, routers, search, security, settings, status, storage  # noqa: F401
+from . import access, headers, overview, subscribers, switch  # noqa: F401  (views register on the blueprint on import)
+from . import alerts, audit, exporters, metrics, routers, search, security, settings, status, storage  # noqa: F401
 from .blueprint import blueprint
 
 __all__ = ["blueprint"]
