@@ -14,12 +14,16 @@ PACKAGE = Path(ispflow.__file__).parent
 CORE_PACKAGES = ["ispflow.collector", "ispflow.search", "ispflow.retention", "ispflow.routers"]
 CORE_MODULES = ["ispflow", "ispflow.config", "ispflow.database", "ispflow.jobs", "ispflow.worker", "ispflow.status",
                 "ispflow.audit", "ispflow.module_settings", "ispflow.subscribers", "ispflow.signals"]
+DRIVER_REGISTRY = "ispflow.routers.base"
 KNOWN_CYCLES = [
-    # Drivers register themselves on import; the registry imports them late to fill itself.
-    {"ispflow.routers.base", "ispflow.routers.cisco", "ispflow.routers.mikrotik"},
     # upgrade() grants the app role its privileges late; the grants use the database helpers. To untie.
     {"ispflow.database", "ispflow.database_privileges"},
 ]
+
+
+def is_driver_registry(cycle: set[str]) -> bool:
+    """Drivers register themselves on import; the registry imports them late to fill itself."""
+    return DRIVER_REGISTRY in cycle and all(name.startswith("ispflow.routers.") for name in cycle)
 
 
 def modules_of(package: str) -> list[str]:
@@ -118,7 +122,7 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 
 
 def test_no_module_imports_one_that_imports_it_back():
-    assert [c for c in cycles(import_graph()) if c not in KNOWN_CYCLES] == []
+    assert [c for c in cycles(import_graph()) if c not in KNOWN_CYCLES and not is_driver_registry(c)] == []
 
 
 def test_the_cycle_finder_finds_a_cycle():
