@@ -1,22 +1,35 @@
-"""The ``ispflow`` console command: a Flask CLI group over the standalone app factory.
+"""The ``ispflow`` console command: a Flask CLI group over the host's app or the standalone one.
 
-Every command calls the same functions as the panel; errors a user can fix end with one
-sentence on stderr and exit status 2, never a traceback.
+Commands run in the host panel's app when it is named (``ispflow --app module:factory …``
+or ``ISPFLOW_APP=module:factory``), else in the standalone panel's, and take that app's
+ispflow settings and database — so the worker, the collector and every command see what the
+panel sees. Errors a user can fix end with one sentence on stderr and exit status 2, never a
+traceback. The features' commands live in ``ispflow.commands``.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import click
-from flask import current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, locate_app, prepare_import, with_appcontext
 
+from .app_state import session, settings, state
+from .commands import collector, retention, routers, search
+from .commands.failure import fail
+from .commands.search import actor
+from .security.commands import findings as findings_command
+from .alerts.commands import alerts_group
+from .analytics.commands import report_group
 from .config import ConfigError
-from .extension import db
 
 
 def _create_app():
+    info = click.get_current_context().find_object(ScriptInfo)
+    target = (info.app_import_path if info else None) or os.environ.get("ISPFLOW_APP")
+    if target:
+        return host_app(target)
     import secrets
 
     from .standalone import create_app
@@ -25,26 +38,21 @@ def _create_app():
     return create_app({"SECRET_KEY": secrets.token_hex(16)})
 
 
+def host_app(target: str):
+    """The host panel's app named ``module:name`` (an app or a factory), with ispflow on it."""
+    module, _, name = target.partition(":")
+    app = locate_app(prepare_import(module), name or None)
+    state(app)  # a clear error when the host does not mount ispflow
+    return app
+
+
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False, load_dotenv=False)
 def cli():
-    """ispflow: NetFlow retention and traffic analysis for ISPs."""
+    """ispflow: NetFlow retention and traffic analysis for ISPs.
 
-
-def database_url() -> str:
-    return current_app.config["ISPFLOW_DATABASE_URL"]
-
-
-class Failure(click.ClickException):
-    """A problem the user can fix: one sentence on stderr, exit status 2."""
-
-    exit_code = 2
-
-    def show(self, file=None):
-        click.echo(f"ispflow: {self.format_message()}", err=True)
-
-
-def fail(message: str):
-    raise Failure(message)
+    Commands run in the host panel's app given with --app (or ISPFLOW_APP), else in the
+    standalone panel's.
+    """
 
 
 # --- db -------------------------------------------------------------------------------------
@@ -61,10 +69,9 @@ def db_upgrade():
     Creates the database, the extension and the role ISPFLOW_DATABASE_URL names when missing.
     """
     from .database import current_revision, upgrade
-    from .extension import settings
 
     owner_url = settings().owner_database_url
-    warning = upgrade(owner_url, app_url=database_url())
+    warning = upgrade(owner_url, app_url=settings().DATABASE_URL)
     if warning:
         click.echo(f"ispflow: warning: {warning}", err=True)
     click.echo(f"Database schema at revision {current_revision(owner_url)}.")
@@ -87,10 +94,10 @@ def users_create(name, role, account):
 
     password = sys.stdin.readline().rstrip("\r\n")
     try:
-        create_user(db.session, name, password, role, account)
+        create_user(session(), name, password, role, account)
     except ValueError as exc:
         fail(f"{exc}.")
-    db.session.commit()
+    session().commit()
     click.echo(f"Created {role} {name}.")
 
 
@@ -101,8 +108,8 @@ def users_ensure_admin(name):
     """Create the first admin with a one-time password, unless an admin exists."""
     from .standalone.users import ensure_admin
 
-    password = ensure_admin(db.session, name)
-    db.session.commit()
+    password = ensure_admin(session(), name)
+    session().commit()
     if password is None:
         click.echo("An admin account exists already.")
     else:
@@ -134,12 +141,6 @@ def subscribers_group():
     """The subscriber directory: who held which address when."""
 
 
-def _cli_actor() -> str:
-    from .search.commands import actor
-
-    return actor()
-
-
 @subscribers_group.command("import")
 @click.argument("file", type=click.File("rb"))
 @with_appcontext
@@ -153,14 +154,14 @@ def subscribers_import(file):
     content = file.read()
     try:
         rows = read_csv(io.StringIO(content.decode("utf-8-sig")))
-        count = save_assignments(db.session, rows)
+        count = save_assignments(session(), rows)
     except UnicodeDecodeError:
         fail(f"{file.name}: not UTF-8 text.")
     except ValueError as exc:
         fail(f"{file.name}: {exc}.")
-    record_change(db.session, actor=_cli_actor(), role=None, action="subscribers.import", rows=count,
+    record_change(session(), actor=actor(), role=None, action="subscribers.import", rows=count,
                   sha256=hashlib.sha256(content).hexdigest(), file=file.name)
-    db.session.commit()
+    session().commit()
     click.echo(f"Imported {count} assignments.")
 
 
@@ -168,7 +169,6 @@ def subscribers_import(file):
 @with_appcontext
 def subscribers_sync():
     """Copy the host panel's subscriber directory (its assignments_loader) into ispflow (audited)."""
-    from .extension import state
     from .subscribers import Assignment, record_change, replace_source, rows_sha256
 
     rows = state().extension.host_assignments()
@@ -176,12 +176,12 @@ def subscribers_sync():
         fail("this panel registers no assignments_loader; import a CSV file instead.")
     try:
         rows = [r if isinstance(r, Assignment) else Assignment.parse(**r) for r in rows]
-        count = replace_source(db.session, rows, "host")
+        count = replace_source(session(), rows, "host")
     except ValueError as exc:
         fail(f"the host panel's directory: {exc}.")
-    record_change(db.session, actor=_cli_actor(), role=None, action="subscribers.sync", rows=count,
+    record_change(session(), actor=actor(), role=None, action="subscribers.sync", rows=count,
                   sha256=rows_sha256(rows), source="host")
-    db.session.commit()
+    session().commit()
     click.echo(f"Synchronised {count} assignments from the host panel.")
 
 
@@ -201,10 +201,10 @@ def subscribers_who(address, moment, case_ref):
         at = parse_time(moment, "--at")
     except ValueError as exc:
         fail(f"{exc}." if "--at" in str(exc) else f"{address!r} is not an IP address.")
-    found = who(db.session, address, at)
-    record_lookup(db.session, actor=_cli_actor(), role=None, address=address, at=at, found=found,
+    found = who(session(), address, at)
+    record_lookup(session(), actor=actor(), role=None, address=address, at=at, found=found,
                   case_ref=(case_ref or "").strip() or None)
-    db.session.commit()
+    session().commit()
     if found is None:
         click.echo(f"No subscriber held {address} at {at.isoformat()}.")
         sys.exit(1)
@@ -212,31 +212,16 @@ def subscribers_who(address, moment, case_ref):
 
 
 # --- the features' command groups, one line each ------------------------------------------
-from .collector.cli import collector_command, exporters_group  # noqa: E402
-
-cli.add_command(collector_command)
-cli.add_command(exporters_group)
-from .retention.commands import COMMANDS as _retention_commands  # noqa: E402  (worker, status, retention, storage)
-
-for _command in _retention_commands:
+cli.add_command(collector.collector_command)
+cli.add_command(collector.exporters_group)
+for _command in retention.COMMANDS:  # worker, status, retention, storage
     cli.add_command(_command)
-from .search import commands as _search_commands  # noqa: E402  (search, who, audit verify)
-
-cli.add_command(_search_commands.search)
-cli.add_command(_search_commands.who)
-cli.add_command(_search_commands.audit_group)
-from .routers.cli import keys_group, routers_group  # noqa: E402
-
-cli.add_command(routers_group)
-cli.add_command(keys_group)
-from .analytics.commands import report_group  # noqa: E402
-
+for _command in (search.search, search.who, search.audit_group):
+    cli.add_command(_command)
+cli.add_command(routers.routers_group)
+cli.add_command(routers.keys_group)
+cli.add_command(findings_command)
 cli.add_command(report_group)
-from .security.commands import findings as _findings_command  # noqa: E402
-
-cli.add_command(_findings_command)
-from .alerts.commands import alerts_group  # noqa: E402
-
 cli.add_command(alerts_group)
 
 
@@ -268,14 +253,14 @@ def main():
 
     from .database import DatabaseError, _unreachable
 
+    info = ScriptInfo(create_app=_create_app, load_dotenv_defaults=False)
     try:
-        cli.main(prog_name="ispflow")
+        cli.main(prog_name="ispflow", obj=info)
     except ConfigError as exc:
         click.echo(f"ispflow: {exc}", err=True)
         sys.exit(2)
     except sa.exc.OperationalError as exc:
-        from .config import Settings
-
-        message = _unreachable(Settings.from_env().DATABASE_URL, exc.orig or exc)
-        click.echo(f"ispflow: {DatabaseError(message)}", err=True)
+        with info.load_app().app_context():  # the app the command ran in: its database is the one named
+            url = settings().DATABASE_URL
+        click.echo(f"ispflow: {DatabaseError(_unreachable(url, exc.orig or exc))}", err=True)
         sys.exit(2)

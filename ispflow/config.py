@@ -1,8 +1,9 @@
-"""Settings read from ``ISPFLOW_*`` environment variables.
+"""ispflow's settings: every ``ISPFLOW_*`` key with its type, default and meaning.
 
-One place defines every key with its type and default. The Flask extension copies these into
-``app.config`` with ``setdefault`` (so a host's own values win); the collector, the rq worker
-and the CLI read the same keys without Flask.
+One place defines every key. The environment fills ``app.config`` with ``setdefault`` (so a
+host's own values win); from then on the app is the one source: pages, commands, the worker
+and the collector take ``Settings`` from the app they run in (``ispflow.app_state.settings``),
+and the core receives that ``Settings`` object as an argument — it needs no Flask.
 """
 from __future__ import annotations
 
@@ -134,19 +135,48 @@ class Settings:
         """OWNER_DATABASE_URL, or DATABASE_URL's server and database as user postgres."""
         if self.OWNER_DATABASE_URL:
             return self.OWNER_DATABASE_URL
-        from .database_privileges import default_owner_url
-
         return default_owner_url(self.DATABASE_URL)
 
     @classmethod
     def from_flask(cls, config) -> "Settings":
-        """The settings of a Flask app, whose ``ISPFLOW_*`` keys were filled by ``init_app``."""
-        return cls(**{f.name: config["ISPFLOW_" + f.name] for f in fields(cls)})
+        """The settings of a Flask app, whose ``ISPFLOW_*`` keys were filled by ``init_app``.
+
+        A host may give any value as text, as the environment does: it is parsed the same way.
+        """
+        values = {}
+        for f in fields(cls):
+            value, parse = config["ISPFLOW_" + f.name], f.metadata["parse"]
+            if isinstance(value, str) and parse is not _str:
+                try:
+                    value = parse(value)
+                except ValueError as exc:
+                    raise ConfigError(f"ISPFLOW_{f.name} is not valid ({exc}); fix it in the app's configuration.") from None
+            elif parse is _list and isinstance(value, list):
+                value = tuple(value)
+            values[f.name] = value
+        return cls(**values)
 
     def as_flask_config(self) -> dict:
         return {"ISPFLOW_" + f.name: getattr(self, f.name) for f in fields(self)}
 
 
+DEFAULT_OWNER = "postgres"
+
+
+def default_owner_url(app_url: str) -> str:
+    """The owner's URL when none is set: the app's server and database, as user postgres."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(app_url).set(username=DEFAULT_OWNER, password=None).render_as_string(hide_password=False)
+
+
+def configured_names(config, environ=None) -> frozenset[str]:
+    """The settings given explicitly, as ``ISPFLOW_*`` keys of ``config`` or of the environment."""
+    environ = os.environ if environ is None else environ
+    return frozenset(f.name for f in fields(Settings)
+                     if "ISPFLOW_" + f.name in config or "ISPFLOW_" + f.name in environ)
+
+
 def documented_settings():
-    """(environment variable, default, description) for every setting, for the README and --help."""
+    """(environment variable, default, description) for every setting; the README's table lists each."""
     return [("ISPFLOW_" + f.name, f.default, f.metadata["doc"]) for f in fields(Settings)]

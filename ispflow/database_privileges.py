@@ -15,17 +15,12 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from .config import DEFAULT_OWNER, default_owner_url  # noqa: F401  (part of this module's interface)
 from .database import SCHEMA, DatabaseError, engine_for
 
 # The app role may only insert into and read these; nobody but the owner changes them.
 EVIDENCE_TABLES = frozenset({"flows", "nat_events", "audit_log"})
 READ_ONLY_TABLES = frozenset({"alembic_version", "audit_chain"})
-DEFAULT_OWNER = "postgres"
-
-
-def default_owner_url(app_url: str) -> str:
-    """The owner's URL when none is set: the app's server and database, as user postgres."""
-    return make_url(app_url).set(username=DEFAULT_OWNER, password=None).render_as_string(hide_password=False)
 
 
 def role_of(url: str) -> str:

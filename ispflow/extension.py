@@ -7,24 +7,19 @@ schema of the host's (or its own) database.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from flask import Flask, current_app
+from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 
-from .config import ConfigError, Settings
+from .app_state import AppState
+from .config import ConfigError, Settings, configured_names
 from .database import Base, engine_for
 from .roles import CurrentUser
+from .web import blueprint
 
+# ispflow's own Flask-SQLAlchemy, used when the host passes none.
 db = SQLAlchemy(model_class=Base)
-
-
-@dataclass
-class _State:
-    extension: "ISPFlow"
-    settings: Settings
-    db: SQLAlchemy
 
 
 class ISPFlow:
@@ -43,13 +38,14 @@ class ISPFlow:
     def assignments_loader(self, callback: Callable[[], Iterable]):
         """Register the host's subscriber directory: an iterable of ``ispflow.Assignment``.
 
-        ``ispflow subscribers sync`` (and the periodic sync job) copies it into ispflow's own
-        table, where the collector and the searches read it.
+        ``ispflow subscribers sync`` copies it into ispflow's own table, where the collector
+        and the searches read it; run it whenever the host's directory changes (e.g. from cron).
         """
         self._assignments_loader = callback
         return callback
 
     def init_app(self, app: Flask) -> None:
+        given = configured_names(app.config)
         for key, value in Settings.from_env().as_flask_config().items():
             app.config.setdefault(key, value)
         settings = _validated(app.config)
@@ -57,10 +53,7 @@ class ISPFlow:
 
         audit.configure(settings)
         database = self._db or _own_database(app, settings)
-        app.extensions["ispflow"] = _State(self, settings, database)
-
-        from .web import blueprint
-
+        app.extensions["ispflow"] = AppState(app, self, settings, database, given)
         app.register_blueprint(blueprint, url_prefix=settings.URL_PREFIX.rstrip("/") or None)
 
     def current_user(self) -> CurrentUser | None:
@@ -91,20 +84,3 @@ def _validated(config) -> Settings:
     if not settings.URL_PREFIX.startswith("/"):
         raise ConfigError(f"ISPFLOW_URL_PREFIX must start with '/', got {settings.URL_PREFIX!r}.")
     return settings
-
-
-def state(app: Flask | None = None) -> _State:
-    app = app or current_app
-    try:
-        return app.extensions["ispflow"]
-    except KeyError:
-        raise RuntimeError("ispflow is not initialised on this app: call ISPFlow().init_app(app)") from None
-
-
-def session():
-    """The SQLAlchemy session of the current request (the host's when it shares its db)."""
-    return state().db.session
-
-
-def settings() -> Settings:
-    return state().settings

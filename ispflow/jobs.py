@@ -1,10 +1,15 @@
-"""Background jobs on rq: the queue, and the periodic jobs declared as plain data.
+"""Background jobs on rq: the queue, the settings jobs run with, and the periodic jobs as plain data.
 
-Jobs are plain functions that need no Flask app: they read their settings from the
-``ISPFLOW_*`` environment (``job_settings()``), the same as the worker that runs them.
+Jobs are plain functions that need no Flask app. They run with the settings of the worker
+running them (``job_settings()``); ``ispflow worker`` takes those from its app — the host
+panel's with ``--app`` — so a job sees what the panel sees. Settings never travel in a job's
+payload (the encryption key stays out of Redis), and whatever a job writes that the panel must
+find again (an export's file) is recorded in the database, not recomputed by the reader.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -13,10 +18,25 @@ from rq import Queue
 
 from .config import Settings
 
+_running_with: ContextVar[Settings | None] = ContextVar("ispflow_job_settings", default=None)
+
 
 def job_settings() -> Settings:
-    """Settings of the process running a job (the rq worker, the CLI, or a test)."""
-    return Settings.from_env()
+    """The settings of the worker running the current job."""
+    settings = _running_with.get()
+    if settings is None:
+        raise RuntimeError("This ispflow job runs outside an ispflow worker: pass it its settings.")
+    return settings
+
+
+@contextmanager
+def running_with(settings: Settings):
+    """Run the jobs called inside with ``settings`` (what the worker does around each job)."""
+    token = _running_with.set(settings)
+    try:
+        yield settings
+    finally:
+        _running_with.reset(token)
 
 
 @lru_cache(maxsize=None)
@@ -24,8 +44,7 @@ def redis_connection(url: str) -> Redis:
     return Redis.from_url(url)
 
 
-def queue(settings: Settings | None = None) -> Queue:
-    settings = settings or job_settings()
+def queue(settings: Settings) -> Queue:
     return Queue(settings.QUEUE_NAME, connection=redis_connection(settings.REDIS_URL))
 
 

@@ -21,12 +21,12 @@ from typing import Iterable
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Retry, Worker
+from rq import Retry, SimpleWorker, Worker
 from rq.cron import CronJob, CronScheduler, get_cron_job_history_key
 from rq.exceptions import DuplicateSchedulerError, SchedulerNotFound
 
 from .config import Settings
-from .jobs import PERIODIC_JOBS, PeriodicJob, queue, redis_connection
+from .jobs import PERIODIC_JOBS, PeriodicJob, queue, redis_connection, running_with
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +218,26 @@ class ShutdownAwareWorker(Worker):
             self._stop_requested = True
 
 
+class _RunsWithSettings:
+    """An rq worker on ispflow's queue that runs every job with the settings it was started with."""
+
+    def __init__(self, settings: Settings, **options):
+        self.settings = settings
+        super().__init__([queue(settings)], connection=redis_connection(settings.REDIS_URL), **options)
+
+    def perform_job(self, job, *args, **kwargs):
+        with running_with(self.settings):
+            return super().perform_job(job, *args, **kwargs)
+
+
+class JobWorker(_RunsWithSettings, ShutdownAwareWorker):
+    """``ispflow worker``'s rq worker: a work horse per job, each job with the worker's settings."""
+
+
+class InProcessJobWorker(_RunsWithSettings, SimpleWorker):
+    """The same, running jobs in its own process (no fork): for tests and debugging."""
+
+
 def run_worker(settings: Settings, burst: bool = False) -> bool:
     """Run the rq worker in this process and, unless ``burst``, the scheduler in a child process.
 
@@ -234,7 +254,7 @@ def run_worker(settings: Settings, burst: bool = False) -> bool:
                                     name="ispflow-scheduler", daemon=True)
         scheduler.start()
     try:
-        worker = ShutdownAwareWorker([queue(settings)], connection=redis_connection(settings.REDIS_URL))
+        worker = JobWorker(settings)
         worker.early_signals = early_signals
         # rq's own scheduler moves retried jobs back to the queue after their retry interval.
         return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")

@@ -63,7 +63,7 @@ def test_softflowd_stream_is_stored_as_nfdump_reads_it(version, pcap, collector,
         # millisecond jitter from turning into 49-day-old flows. Neither is the capture's time;
         # pmacct's stream below checks times against the capture itself.
         return
-    # softflowd stamps odd absolute times (FIELD-NOTES); ours must agree with nfdump's to the second
+    # softflowd stamps odd absolute times (SysUptime 0 at send time); ours must agree with nfdump's to the second
     ours = sorted((key(r), r["ts_start"].strftime("%Y-%m-%d %H:%M:%S")) for r in rows)
     theirs = sorted((nfdump_key(r), r["ts"]) for r in reference_rows)
     assert ours == theirs

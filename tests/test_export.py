@@ -4,26 +4,27 @@ import hashlib
 import io
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from rq import Queue, SimpleWorker
 from sqlalchemy.orm import Session
 
+from ispflow.app_state import settings
 from ispflow.module_settings import ModuleSettings, save
 from ispflow.search import jobs
 from ispflow.search.export import HEADER
+from ispflow.signals import export_made
 from tests.sample_flows import flow, insert_exporter, insert_flows
 from ispflow.subscribers import Assignment, save_assignments
 from ispflow.testing import csrf_token
+from ispflow.worker import InProcessJobWorker
 
 
-@pytest.fixture(autouse=True)
-def export_dir(monkeypatch, tmp_path):
-    """Where exports go, for the panel (read at start-up) and the worker (read per job)."""
-    path = tmp_path / "exports"
-    monkeypatch.setenv("ISPFLOW_EXPORT_DIR", str(path))
-    return path
+@pytest.fixture
+def export_dir(app):
+    """Where the panel keeps exports; a worker running in the panel's app writes there too."""
+    return Path(app.config["ISPFLOW_EXPORT_DIR"])
 
 
 @pytest.fixture
@@ -152,9 +153,7 @@ def test_other_roles_cannot_reach_exports(auth, client, flows, role):
 
 
 def test_a_large_export_runs_on_a_real_rq_worker_with_progress_and_a_download(
-        auth, client, flows, redis_conn, database_url, redis_url, monkeypatch, export_dir):
-    monkeypatch.setenv("ISPFLOW_DATABASE_URL", database_url)
-    monkeypatch.setenv("ISPFLOW_REDIS_URL", redis_url)
+        app, auth, client, flows, redis_conn, export_dir):
     count = jobs.SYNC_EXPORT_ROWS + 2000
     start = datetime(2026, 2, 1, tzinfo=timezone.utc)
     with flows.connect() as conn:
@@ -166,8 +165,8 @@ def test_a_large_export_runs_on_a_real_rq_worker_with_progress_and_a_download(
     waiting = client.get(response.headers["Location"]).data.decode()
     assert "<progress" in waiting and "queued" in waiting and 'id="download"' not in waiting
 
-    worker = SimpleWorker([Queue("ispflow", connection=redis_conn)], connection=redis_conn)
-    assert worker.work(burst=True)
+    with app.app_context():
+        assert InProcessJobWorker(settings()).work(burst=True)
 
     body, manifest = finished_export(client, response)
     lines = body.decode("utf-8-sig").splitlines()
@@ -177,6 +176,18 @@ def test_a_large_export_runs_on_a_real_rq_worker_with_progress_and_a_download(
     with flows.connect() as conn:
         record = conn.execute(sa.text("select state, rows_done, row_count from ispflow.exports")).one()
     assert tuple(record) == ("finished", count, count)
+
+
+def test_a_small_export_sends_export_made_in_the_panel_process(auth, client, flows):
+    heard = []
+
+    def receiver(sender, **details):
+        heard.append((sender, details))
+
+    auth.login("compliance", username="olga")
+    with export_made.connected_to(receiver):
+        _, manifest = finished_export(client, start_export(client, ip="100.64.0.0/10"))
+    assert heard == [("olga", {"export_id": 1, "case_ref": "CASE-9", "row_count": 1, "sha256": manifest["sha256"]})]
 
 
 FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+420123456", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]

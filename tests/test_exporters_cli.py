@@ -1,7 +1,7 @@
 """``ispflow exporters list|trust|untrust``: the same trust as the status page, audited as the shell user."""
 import sqlalchemy as sa
 
-from ispflow.collector.cli import exporters_list, exporters_trust, exporters_untrust
+from ispflow.commands.collector import exporters_list, exporters_trust, exporters_untrust
 
 
 def audit(db_engine):

@@ -28,6 +28,21 @@ def test_settings_come_from_prefixed_environment_variables():
     assert settings.COLLECTOR_LISTEN == ("0.0.0.0:2055", "[::]:9995")
 
 
+def test_a_hosts_settings_given_as_text_are_read_like_the_environments():
+    config = {**Settings().as_flask_config(), "ISPFLOW_COLLECTOR_LISTEN": "0.0.0.0:2055, [::]:9995",
+              "ISPFLOW_SPOOL_MAX_BYTES": "4096", "ISPFLOW_DEBUG": "yes"}
+    settings = Settings.from_flask(config)
+    assert settings == Settings.from_env({"ISPFLOW_COLLECTOR_LISTEN": "0.0.0.0:2055, [::]:9995",
+                                          "ISPFLOW_SPOOL_MAX_BYTES": "4096", "ISPFLOW_DEBUG": "yes"})
+
+
+def test_a_hosts_malformed_setting_fails_with_its_name():
+    app = Flask("host")
+    app.config["ISPFLOW_SPOOL_MAX_BYTES"] = "lots"
+    with pytest.raises(ConfigError, match="ISPFLOW_SPOOL_MAX_BYTES is not valid .* app's configuration"):
+        ISPFlow(app)
+
+
 def test_a_malformed_setting_fails_with_its_name():
     with pytest.raises(ConfigError, match="ISPFLOW_SPOOL_MAX_BYTES"):
         Settings.from_env({"ISPFLOW_SPOOL_MAX_BYTES": "lots"})

@@ -2,7 +2,7 @@
 import pytest
 import sqlalchemy as sa
 
-from ispflow.search import commands
+from ispflow.commands import search as commands
 from tests.sample_flows import flow, insert_flows
 from ispflow.testing import csrf_token
 

@@ -102,7 +102,7 @@ def test_rotation_leaves_a_password_no_key_reads_untouched_and_names_it(db):
 
 def test_keys_rotate_on_the_command_line(runner, app, monkeypatch):
     from ispflow.extension import db as flask_db
-    from ispflow.routers.cli import keys_rotate
+    from ispflow.commands.routers import keys_rotate
 
     with app.app_context():
         add(flask_db.session, Settings.from_env({}, ENCRYPTION_KEY=ENCRYPTION_KEY), "edge-1")

@@ -11,6 +11,7 @@ from ispflow import CurrentUser, ISPFlow, audit, module_settings
 from tests import synthetic
 from ispflow.retention.jobs import run_retention
 from ispflow.routers import inventory
+from ispflow.jobs import running_with
 from ispflow.routers.jobs import check_all_routers
 from ispflow.testing import csrf_token
 
@@ -144,7 +145,8 @@ def router_on_fake(mikrotik, db_engine, database_url, redis_url, monkeypatch):
         inventory.add_router(db, settings, name="edge-1", vendor="mikrotik", host="127.0.0.1", port=fake.port,
                            username="admin", password="secret", collector="192.0.2.10:2055", timeout_s=TIMEOUT_S)
         db.commit()
-    return fake
+    with running_with(settings):  # as the worker runs its jobs
+        yield fake
 
 
 def test_switched_off_routers_are_not_checked(router_on_fake, db_engine):

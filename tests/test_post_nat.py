@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ispflow.search import commands
+from ispflow.commands import search as commands
 from ispflow.search.export import HEADER
 from ispflow.subscribers import Assignment, save_assignments
 from ispflow.testing import RunningCollector, csrf_token

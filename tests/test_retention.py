@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from ispflow import audit, module_settings
 from ispflow.config import Settings
-from ispflow.retention.commands import retention_run
+from ispflow.commands.retention import retention_run
 from ispflow.retention.jobs import run_retention
 from ispflow.signals import retention_ran
 

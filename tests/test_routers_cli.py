@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .fakes.fixtures import ENCRYPTION_KEY, TIMEOUT_S
-from ispflow.routers.cli import (
+from ispflow.commands.routers import (
     routers_add, routers_check, routers_list, routers_provision, routers_remove, routers_repin,
 )
 

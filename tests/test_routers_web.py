@@ -5,10 +5,11 @@ from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
-from rq import Queue, SimpleWorker
+from rq import Queue
 from sqlalchemy.orm import Session
 
 from .fakes.fixtures import ENCRYPTION_KEY, TIMEOUT_S
+from ispflow.app_state import settings
 from ispflow.config import Settings
 from ispflow.database import engine_for
 from ispflow.roles import ROLES
@@ -17,6 +18,7 @@ from ispflow.routers.validation import InvalidRouter
 from ispflow.routers.crypto import decrypt
 from ispflow.routers.models import Router, RouterJob
 from ispflow.testing import csrf_token
+from ispflow.worker import InProcessJobWorker
 
 ALLOWED = {"admin", "technician"}
 PASSWORD = "router-password-42"
@@ -41,10 +43,10 @@ def form_data(**overrides):
     return data
 
 
-def run_worker(redis_conn, monkeypatch, database_url, redis_url):
-    monkeypatch.setenv("ISPFLOW_DATABASE_URL", database_url)
-    monkeypatch.setenv("ISPFLOW_REDIS_URL", redis_url)
-    SimpleWorker([Queue("ispflow", connection=redis_conn)], connection=redis_conn).work(burst=True)
+def run_worker(app):
+    """Run the queued jobs with the panel's settings, as ``ispflow worker`` in the panel's app does."""
+    with app.app_context():
+        InProcessJobWorker(settings()).work(burst=True)
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -177,7 +179,7 @@ def test_a_button_without_csrf_token_queues_nothing(auth, client, database_url, 
 
 
 def test_one_click_provisioning_runs_in_the_worker_and_the_page_shows_it_verified(
-        auth, client, database_url, redis_url, redis_conn, monkeypatch, mikrotik, db_engine):
+        app, auth, client, database_url, redis_conn, mikrotik, db_engine):
     fake = mikrotik(password=PASSWORD)
     auth.login("technician")
     token = csrf_token(client.get("/netflow/routers/new"))
@@ -190,7 +192,7 @@ def test_one_click_provisioning_runs_in_the_worker_and_the_page_shows_it_verifie
     status = json.loads(client.get(f"/netflow/routers/jobs/{job_id}.json").data)
     assert status["state"] == "queued" and not status["done"]
 
-    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    run_worker(app)
 
     status = json.loads(client.get(f"/netflow/routers/jobs/{job_id}.json").data)
     assert status["state"] == "finished" and status["progress"] == 100, status
@@ -208,46 +210,43 @@ def test_one_click_provisioning_runs_in_the_worker_and_the_page_shows_it_verifie
     assert re.search(r'<td class="verified">yes', listing)
 
 
-def test_check_and_remove_buttons_run_in_the_worker(auth, client, database_url, redis_url, redis_conn,
-                                                   monkeypatch, mikrotik):
+def test_check_and_remove_buttons_run_in_the_worker(app, auth, client, database_url, redis_conn, mikrotik):
     fake = mikrotik(password=PASSWORD, ntp="unsynchronized")
     router_id = make_router(database_url, port=fake.port)
     auth.login("admin")
     page = f"/netflow/routers/{router_id}"
     client.post(page + "/provision", data={"csrf_token": csrf_token(client.get(page))})
-    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    run_worker(app)
     client.post(page + "/check", data={"csrf_token": csrf_token(client.get(page))})
-    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    run_worker(app)
     shown = client.get(page).data.decode()
     assert "not synchronised" in shown and "NOT evidence-grade" in shown
     client.post(page + "/remove", data={"csrf_token": csrf_token(client.get(page))})
-    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    run_worker(app)
     assert fake.targets == []
     assert re.search(r'<td id="verified">no', client.get(page).data.decode())
 
 
-def test_a_failed_job_shows_its_reason_on_the_page(auth, client, database_url, redis_url, redis_conn,
-                                                  monkeypatch, mikrotik):
+def test_a_failed_job_shows_its_reason_on_the_page(app, auth, client, database_url, redis_conn, mikrotik):
     fake = mikrotik(password="a-different-one")
     router_id = make_router(database_url, port=fake.port)
     auth.login("technician")
     page = f"/netflow/routers/{router_id}"
     client.post(page + "/provision", data={"csrf_token": csrf_token(client.get(page))})
-    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    run_worker(app)
     shown = client.get(page).data.decode()
     assert "refused the username or password" in shown
     assert PASSWORD not in shown
 
 
-def test_the_periodic_clock_check_runs_in_the_worker(database_url, redis_url, redis_conn, monkeypatch, mikrotik,
-                                                     db_engine):
+def test_the_periodic_clock_check_runs_in_the_worker(app, database_url, redis_conn, mikrotik, db_engine):
     from ispflow.jobs import PERIODIC_JOBS
 
     fake = mikrotik(password=PASSWORD, ntp="disabled")
     router_id = make_router(database_url, port=fake.port)
     periodic = next(job for job in PERIODIC_JOBS if job.name == "router-clocks")
     Queue("ispflow", connection=redis_conn).enqueue(periodic.function.replace(":", "."))
-    run_worker(redis_conn, monkeypatch, database_url, redis_url)
+    run_worker(app)
     with Session(engine_for(database_url)) as db:
         router = db.get(Router, router_id)
         assert router.ntp_synced is False

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from ispflow.module_settings import ModuleSettings, save
-from ispflow.search import commands
+from ispflow.commands import search as commands
 from ispflow.search.export import HEADER
 from tests.sample_flows import flow, insert_flows, insert_nat_events, nat_event
 

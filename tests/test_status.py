@@ -5,16 +5,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-from rq import SimpleWorker, Worker
+from rq import Worker
 
 from ispflow import module_settings, status
 from ispflow.config import Settings
 from ispflow.jobs import queue
-from ispflow.retention.commands import status_command
+from ispflow.commands.retention import status_command
 from ispflow.retention.jobs import run_retention
 from ispflow.signals import collector_down
 from ispflow.status import check_liveness, current_status
-from ispflow.worker import Scheduler
+from ispflow.worker import InProcessJobWorker, Scheduler
 
 UTC = timezone.utc
 COUNTERS = {"packets": 10, "flows": 300, "flows_stored": 300, "decode_errors": 0, "kernel_drops": 0,
@@ -207,7 +207,7 @@ def test_the_banner_shows_inside_a_host_panel_base_template(db_engine, app, auth
     import jinja2
 
     app.jinja_loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(host_templates)), app.jinja_loader])
-    app.extensions["ispflow"].settings = Settings.from_flask({**app.config, "ISPFLOW_BASE_TEMPLATE": "panel/base.html"})
+    app.extensions["ispflow"].configured = Settings.from_flask({**app.config, "ISPFLOW_BASE_TEMPLATE": "panel/base.html"})
     auth.login("admin")
     page = client.get("/netflow/").data
     assert b"<div id='host'>" in page
@@ -219,7 +219,7 @@ def test_the_status_page_shows_checks_exporters_counters_and_failed_jobs(db_engi
     collecting(db_engine)
     unreachable = Settings(DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere", REDIS_URL=settings.REDIS_URL)
     queue(settings).enqueue(run_retention, unreachable)
-    SimpleWorker([queue(settings)], connection=jobs_running.connection).work(burst=True)
+    InProcessJobWorker(settings).work(burst=True)
     auth.login("admin")
     page = client.get("/netflow/status").data
     assert b'<h1 id="headline" class="ok">NetFlow is enabled</h1>' in page

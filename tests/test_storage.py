@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from ispflow.config import Settings
-from ispflow.retention.commands import storage_command
+from ispflow.commands.retention import storage_command
 from ispflow.retention.storage import (DATABASE, DayUsage, StorageReport, Volume, sample_storage,
                                        storage_report)
 

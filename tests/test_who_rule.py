@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ispflow.cli import subscribers_import, subscribers_who
-from ispflow.search import commands
+from ispflow.commands import search as commands
 from ispflow.subscribers import Assignment, OverlapError, save_assignments
 from ispflow.testing import RunningCollector, csrf_token
 from tests import synthetic

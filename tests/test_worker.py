@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from rq import SimpleWorker, Worker
+from rq import Worker
 from rq.cron import CronScheduler
 
 from ispflow.config import Settings
 from ispflow.jobs import PERIODIC_JOBS, PeriodicJob, queue
-from ispflow.retention.commands import worker_command
+from ispflow.commands.retention import worker_command
 from ispflow.status import LIVENESS_KEY, check_liveness
-from ispflow.worker import LOCK_KEY, PeriodicScheduler, Scheduler, scheduler_owner
+from ispflow.worker import LOCK_KEY, InProcessJobWorker, PeriodicScheduler, Scheduler, scheduler_owner
 
 UTC = timezone.utc
 OUR_JOBS = {"retention", "storage-statistics", "collector-liveness"}
@@ -161,10 +161,8 @@ def test_a_run_still_queued_when_the_next_is_due_expires(schedulers, settings):
     assert 0 < queue(settings).connection.ttl(liveness.key) <= 60
 
 
-def test_the_periodic_jobs_run_on_a_real_rq_worker(schedulers, settings, db_engine, redis_conn, monkeypatch, tmp_path):
-    for key, value in {"DATABASE_URL": settings.DATABASE_URL, "REDIS_URL": settings.REDIS_URL,
-                       "EXPORT_DIR": str(tmp_path / "exports"), "SPOOL_DIR": str(tmp_path / "spool")}.items():
-        monkeypatch.setenv(f"ISPFLOW_{key}", value)
+def test_the_periodic_jobs_run_on_a_real_rq_worker(schedulers, settings, db_engine, redis_conn, tmp_path):
+    settings = replace(settings, EXPORT_DIR=str(tmp_path / "exports"), SPOOL_DIR=str(tmp_path / "spool"))
     with db_engine.begin() as conn:
         conn.execute(sa.text(
             "insert into ispflow.flows (ts_start, ts_end, exporter_id, src_addr, dst_addr, protocol, bytes, packets) "
@@ -172,8 +170,7 @@ def test_the_periodic_jobs_run_on_a_real_rq_worker(schedulers, settings, db_engi
             "(:new, :new, 1, '100.64.0.1', '192.0.2.1', 6, 1, 1)"),
             {"old": datetime.now(UTC) - timedelta(days=250), "new": datetime.now(UTC)})
     schedulers([job for job in PERIODIC_JOBS if job.name in OUR_JOBS]).step()
-    worker = SimpleWorker([queue(settings)], connection=redis_conn)
-    assert worker.work(burst=True)
+    assert InProcessJobWorker(settings).work(burst=True)
     with db_engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from ispflow.flows")).scalar() == 1
         assert conn.execute(sa.text("select count(*) from ispflow.storage_samples")).scalar() > 0

@@ -16,7 +16,7 @@ def _settings() -> Settings:
 
 
 def _fail(message: str):
-    from ..cli import fail
+    from ..commands.failure import fail
 
     fail(message)
 

@@ -3,8 +3,9 @@
 PostgreSQL's binary COPY row is a field count followed by (length, bytes) per field. Rows whose
 variable-size fields have the same sizes (same address family, same NULLs, same text lengths)
 have the same layout, so each such group is built as one byte matrix from column blocks and
-no Python code runs per flow. FIELD-NOTES measured binary COPY at ~98k rows/s per connection
-against ~65k for text, and Python-side text row building as a bottleneck of its own.
+no Python code runs per flow. Measured here before it was written: binary COPY stored ~98k rows/s
+per connection against ~65k for text, and building text rows in Python (~80k rows/s) was a
+bottleneck of its own.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """rq jobs for routers: provision, check and remove one router, and the periodic clock check.
 
-The panel and the CLI enqueue by router job id; the worker reads its settings from the
-``ISPFLOW_*`` environment like every ispflow job.
+The panel and the CLI enqueue by router job id; the job runs with the worker's settings
+(``job_settings()``), so the credentials are decrypted with the panel's encryption key.
 """
 from __future__ import annotations
 

@@ -1,8 +1,11 @@
 """Exports as records in ``ispflow.exports``, written by an rq job (or at once when small).
 
-The job reads its settings from the environment (``job_settings()``), writes the CSV under
-EXPORT_DIR as ``.part`` and renames it when complete, keeps ``rows_done`` up to date for the
-progress bar, and finishes by writing the manifest and the audit entry with the file's hash.
+The job runs with the settings of whoever runs it (the panel for small exports, the worker,
+which takes its app's settings, for large ones), writes the CSV under EXPORT_DIR as ``.part``
+and renames it when complete, keeps ``rows_done`` up to date for the progress bar, and
+finishes by writing the manifest and the audit entry with the file's hash. The file's path is
+recorded in the export's row: readers find the CSV and its manifest there, never by
+recomputing it from their own EXPORT_DIR. ``export_made`` is sent at the end, in that process.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from ..config import Settings
 from ..database import engine_for, raw_connection
 from ..jobs import job_settings, queue
 from ..module_settings import load
+from ..signals import export_made
 from .criteria import Criteria
 from .export import manifest, private_directory, private_file, write_csv, write_manifest
 from .query import totals
@@ -46,8 +50,14 @@ def enqueue_export(export_id: int, settings: Settings) -> str:
 
 
 def file_paths(settings: Settings, export_id: int) -> tuple[str, str]:
-    base = os.path.join(settings.EXPORT_DIR, f"ispflow-export-{export_id}")
-    return base + ".csv", base + ".manifest.json"
+    """Where a new export is written: its CSV and, beside it, its manifest."""
+    csv_path = os.path.join(settings.EXPORT_DIR, f"ispflow-export-{export_id}.csv")
+    return csv_path, manifest_path(csv_path)
+
+
+def manifest_path(csv_path: str) -> str:
+    """The manifest beside an export's CSV file (whose path ``ispflow.exports.path`` records)."""
+    return os.path.splitext(csv_path)[0] + ".manifest.json"
 
 
 def run_export(export_id: int, settings: Settings | None = None) -> dict:
@@ -107,6 +117,8 @@ def run_export(export_id: int, settings: Settings | None = None) -> dict:
             conn.execute(sa.text("update ispflow.exports set state = 'failed', message = :m, finished_at = now() "
                                  "where id = :id"), {"m": f"{type(exc).__name__}: {exc}"[:500], "id": export_id})
         raise
+    export_made.send(row.requested_by, export_id=export_id, case_ref=criteria.case_ref, row_count=result.rows,
+                     sha256=result.sha256)
     return {"export_id": export_id, "rows": result.rows, "sha256": result.sha256}
 
 

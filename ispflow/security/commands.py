@@ -33,7 +33,7 @@ COLUMNS = ("kind", "score", "subject", "subject_origin", "peer", "peer_origin", 
 @with_appcontext
 def findings(start, end, kind, output, analyse, limit):
     """Security findings of a period, highest score first."""
-    from ..cli import fail
+    from ..commands.failure import fail
 
     settings = Settings.from_flask(current_app.config)
     engine = engine_for(settings.DATABASE_URL)

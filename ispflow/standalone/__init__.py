@@ -31,11 +31,10 @@ class SessionOverHTTPS(SecureCookieSessionInterface):
 
 def create_app(test_config: dict | None = None) -> Flask:
     app = Flask(__name__, template_folder=str(package_path("ispflow.templates")))
-    app.config.from_mapping(Settings.from_env().as_flask_config())
     app.config["ISPFLOW_BASE_TEMPLATE"] = "standalone/layout.html"
-    app.config.update(test_config or {})
+    app.config.update(test_config or {})  # the rest comes from the environment, in init_app
     # The configured secret is the root; Flask signs sessions with a key derived for that alone.
-    app.config["SECRET_KEY"] = derive(_secret_key(app), "session").hex()
+    app.config["SECRET_KEY"] = derive(_secret_key(app, Settings.from_env()), "session").hex()
     app.config.setdefault("ISPFLOW_LOGIN_URL", "/login")
     if not app.config["ISPFLOW_LOGIN_URL"]:
         app.config["ISPFLOW_LOGIN_URL"] = "/login"
@@ -78,10 +77,10 @@ def _logged_in_user():
     return user.as_current_user()
 
 
-def _secret_key(app: Flask) -> str:
-    key = app.config.get("ISPFLOW_SECRET_KEY") or app.config.get("SECRET_KEY")
+def _secret_key(app: Flask, environment: Settings) -> str:
+    key = app.config.get("ISPFLOW_SECRET_KEY") or app.config.get("SECRET_KEY") or environment.SECRET_KEY
     if key:
         return key
-    if app.config.get("TESTING") or app.config.get("ISPFLOW_DEBUG"):
+    if app.config.get("TESTING") or app.config.get("ISPFLOW_DEBUG", environment.DEBUG):
         return secrets.token_hex(32)
     raise ConfigError("Set ISPFLOW_SECRET_KEY to a long random string (the run script generates one).")

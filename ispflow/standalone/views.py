@@ -6,7 +6,8 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, ValidationError
 
-from ..extension import db, settings
+from ..app_state import settings
+from ..extension import db
 from ..jobs import redis_connection
 from ..web.forms import CSRFForm
 from .throttle import Throttle

@@ -5,9 +5,9 @@ from functools import wraps
 
 from flask import abort, g, redirect, request
 
-from ..extension import settings, state
+from ..app_state import settings, state
 from ..roles import ROLES
-from . import blueprint
+from .blueprint import blueprint
 
 # (endpoint, label, roles): the menu, in order; a user sees the entries of their role.
 MENU: list[tuple[str, str, tuple[str, ...]]] = []
@@ -75,7 +75,7 @@ def module_enabled() -> bool:
     takes effect on the next request of every process)."""
     if "ispflow_enabled" not in g:
         from .. import module_settings
-        from ..extension import session
+        from ..app_state import session
 
         g.ispflow_enabled = module_settings.load(session()).enabled
     return g.ispflow_enabled
@@ -87,7 +87,7 @@ def local_time(moment) -> str:
         return "—"
     if "ispflow_zone" not in g:
         from .. import module_settings
-        from ..extension import session
+        from ..app_state import session
 
         g.ispflow_zone = module_settings.load(session()).zone if "ispflow" in _extensions() else None
     return moment.astimezone(g.ispflow_zone).strftime("%Y-%m-%d %H:%M:%S %z")

@@ -10,10 +10,10 @@ from .. import audit
 from ..alerts.rules import KIND_LABELS, KINDS, PARAMETERS, RuleError, all_rules, delete_rule, parse_rule, save_rule
 from ..alerts.service import history, test_rule
 from ..database import engine_for
-from ..extension import settings
+from ..app_state import settings
 from ..module_settings import load
 from ..roles import ADMIN, TECHNICIAN
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 from .forms import CSRFForm
 

@@ -21,12 +21,12 @@ from flask import Response, abort, jsonify, render_template, request, url_for
 from ..analytics import bandwidth, top, usage
 from ..analytics.bandwidth import PERIODS, SAMPLE, Scope, ScopeError
 from ..analytics.rollups import floor_time
-from ..extension import session
+from ..app_state import session
 from ..module_settings import load
 from ..retention.storage import human_bytes
 from ..roles import ADMIN, COMPLIANCE, CUSTOMER, STAFF, TECHNICIAN
 from ..search.criteria import parse_moment, parse_network
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 
 PERIOD_CHOICES = ("hour", "day", "week", "month", "custom")

@@ -10,11 +10,10 @@ import sqlalchemy as sa
 from flask import render_template, request
 
 from .. import audit
-from ..database import engine_for
-from ..extension import settings
+from ..app_state import engine, settings
 from ..module_settings import load
 from ..roles import ADMIN
-from . import blueprint
+from .blueprint import blueprint
 from .access import menu_entry, roles_required
 from .forms import CSRFForm
 
@@ -31,7 +30,7 @@ class VerifyForm(CSRFForm):
 def audit_log():
     form = VerifyForm.from_request()
     before = request.args.get("before", type=int)
-    with engine_for(settings().DATABASE_URL).connect() as conn:
+    with engine().connect() as conn:
         verification = warning = None
         if form.submitted_and_valid():
             verification = audit.verify(conn, audit.anchors_of(settings()), key=audit.audit_key(settings()))

@@ -6,9 +6,9 @@ from wtforms import HiddenField
 from wtforms.validators import AnyOf, InputRequired
 
 from ..collector import trust
-from ..extension import session
+from ..app_state import session
 from ..roles import ADMIN
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, roles_required
 from .forms import CSRFForm
 

@@ -5,7 +5,7 @@ refuse inline script outright: an injected ``<script>`` or ``onclick=`` does not
 """
 from __future__ import annotations
 
-from . import blueprint
+from .blueprint import blueprint
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",

@@ -12,10 +12,10 @@ import hmac
 from flask import Response, abort, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ..extension import settings
+from ..app_state import settings
 from ..roles import ADMIN, TECHNICIAN
 from ..status_metrics import panel_metrics
-from . import blueprint
+from .blueprint import blueprint
 from .access import roles_required
 
 ROLES = (ADMIN, TECHNICIAN)

@@ -2,10 +2,10 @@
 import sqlalchemy as sa
 from flask import render_template
 
-from ..extension import session
+from ..app_state import session
 from ..roles import ADMIN, COMPLIANCE, CUSTOMER, STAFF, TECHNICIAN
 from ..subscribers import IPAssignment, assignments_of_account
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 
 

@@ -12,7 +12,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, NumberRange, Optional
 
 from ..config import ConfigError
-from ..extension import session, settings
+from ..app_state import session, settings
 from ..roles import ADMIN, TECHNICIAN
 from ..routers.inventory import add_router, collector_of, preview, repin, update_router
 from ..routers.runs import JobRefused
@@ -21,7 +21,7 @@ from ..routers.validation import InvalidRouter
 from ..routers.base import driver_for, fingerprint, vendors
 from ..routers.jobs import enqueue
 from ..routers.models import Router, RouterJob
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 from .forms import CSRFForm
 

@@ -16,8 +16,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import ValidationError
 
 from .. import audit
-from ..database import engine_for
-from ..extension import settings
+from ..app_state import engine, settings
 from ..geoip import row_origins
 from ..module_settings import load
 from ..roles import COMPLIANCE
@@ -25,7 +24,7 @@ from ..search import jobs, service
 from ..search.criteria import ORDERS, SIDES, CriteriaError, parse_address, parse_moment
 from ..search.names import port_name, protocol_name, reverse_dns
 from ..search.query import totals
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 from .forms import CSRFForm
 
@@ -94,10 +93,6 @@ class WhoForm(CSRFForm):
             raise ValidationError("A case reference or legal basis is required before any result is shown.")
 
 
-def _engine():
-    return engine_for(settings().DATABASE_URL)
-
-
 def _display(rows, zone, names=None):
     """Page rows as the template shows them: local times, names for numbers, country and AS."""
     shown = []
@@ -139,8 +134,7 @@ def local(moment, zone) -> str:
 def search():
     form = SearchForm.from_request()
     user = current_user()
-    engine = _engine()
-    with engine.connect() as conn:
+    with engine().connect() as conn:
         module = load(conn)
     context = {"form": form, "result": None, "rows": [], "zone": module.timezone,
                "retention": module.retention_flows_months}
@@ -152,7 +146,7 @@ def search():
     if not form.validate():
         return render_template("ispflow/search.html", **context), 400
     action = request.form.get("action", "search")
-    with engine.connect() as conn:
+    with engine().connect() as conn:
         try:
             criteria, module = service.criteria_from_text(conn, form.criteria_text())
         except CriteriaError as exc:
@@ -204,14 +198,14 @@ def _start_export(conn, criteria, user):
 @menu_entry("Exports", COMPLIANCE)
 @roles_required(COMPLIANCE)
 def exports():
-    with _engine().connect() as conn:
+    with engine().connect() as conn:
         rows = jobs.exports_of(conn, current_user().name)
         zone = load(conn).zone
     return render_template("ispflow/search_exports.html", exports=rows, zone=zone, local=local)
 
 
 def _own_export(export_id: int):
-    with _engine().connect() as conn:
+    with engine().connect() as conn:
         row = jobs.get_export(conn, export_id)
         zone = load(conn).zone
     if row is None or row.requested_by != current_user().name:
@@ -233,7 +227,7 @@ def export_download(export_id):
     if row.state != "finished" or not row.path or not os.path.exists(row.path):
         abort(404)
     user = current_user()
-    with _engine().begin() as conn:
+    with engine().begin() as conn:
         audit.record(conn, actor=user.name, role=user.role, action="export.download",
                      criteria={"export_id": export_id}, case_ref=row.case_ref, row_count=row.row_count,
                      export_sha256=row.sha256)
@@ -244,8 +238,8 @@ def export_download(export_id):
 @roles_required(COMPLIANCE)
 def export_manifest(export_id):
     row, _ = _own_export(export_id)
-    manifest_path = jobs.file_paths(settings(), export_id)[1]
-    if row.state != "finished" or not os.path.exists(manifest_path):
+    manifest_path = jobs.manifest_path(row.path or "")
+    if row.state != "finished" or not row.path or not os.path.exists(manifest_path):
         abort(404)
     return send_file(manifest_path, mimetype="application/json", as_attachment=True,
                      download_name=os.path.basename(manifest_path))
@@ -257,7 +251,7 @@ def export_manifest(export_id):
 def who():
     form = WhoForm.from_request()
     user = current_user()
-    with _engine().connect() as conn:
+    with engine().connect() as conn:
         module = load(conn)
         answer = None
         if form.submitted_and_valid():

@@ -16,7 +16,7 @@ from wtforms.validators import InputRequired
 
 from .. import audit
 from ..database import engine_for
-from ..extension import settings
+from ..app_state import settings
 from ..geoip import geoip
 from ..module_settings import load
 from ..roles import ADMIN, COMPLIANCE, TECHNICIAN
@@ -24,7 +24,7 @@ from ..search.criteria import parse_moment
 from ..security import settings as security_settings
 from ..security.detect import KIND_LABELS, KINDS
 from ..security.findings import coverage, grouped_findings, search_link
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 from .forms import CSRFForm, QueryForm, validated_settings
 

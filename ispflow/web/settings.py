@@ -8,10 +8,10 @@ from wtforms import BooleanField, IntegerField, StringField, TextAreaField
 from wtforms.validators import InputRequired
 
 from .. import audit, module_settings
-from ..extension import session
+from ..app_state import session
 from ..roles import ADMIN
 from ..status import forget_cached
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, menu_entry, roles_required
 from .forms import CSRFForm, validated_settings
 

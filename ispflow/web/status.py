@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from flask import current_app, g, render_template
 
-from ..extension import settings
+from ..app_state import settings
 from ..jobs import PERIODIC_JOBS
 from ..roles import ADMIN, STAFF, TECHNICIAN
 from ..status import EXPORT_FORMATS, cached_status, current_status
-from . import blueprint
 from .access import current_user, menu_entry, module_enabled, roles_required
+from .blueprint import blueprint
 from .exporters import exporter_trust
 
 

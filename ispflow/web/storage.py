@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from flask import render_template
 
-from ..extension import session, settings
+from ..app_state import session, settings
 from ..retention.storage import human_bytes, storage_report
 from ..roles import ADMIN
-from . import blueprint
+from .blueprint import blueprint
 from .access import menu_entry, roles_required
 
 CHART_DAYS = 200

@@ -7,11 +7,11 @@ from flask import flash, redirect, render_template, request, url_for
 from wtforms import FileField, StringField
 from wtforms.validators import DataRequired, ValidationError
 
-from ..extension import session
+from ..app_state import session
 from ..roles import ADMIN
 from ..subscribers import IPAssignment, OverlapError, parse_time, read_csv, record_change, record_lookup, save_assignments, who
-from . import blueprint
 from .access import current_user, menu_entry, roles_required
+from .blueprint import blueprint
 from .forms import CSRFForm
 
 PAGE_SIZE = 200

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import render_template, request
 
 from ..roles import ADMIN
-from . import blueprint
+from .blueprint import blueprint
 from .access import current_user, module_enabled
 
 ALWAYS_OPEN = {"ispflow.module_settings_page", "ispflow.metrics_page", "ispflow.static"}

@@ -1,21 +1,26 @@
-"""``ispflow collector``: run the NetFlow/IPFIX collector until SIGTERM or Ctrl-C;
+"""``ispflow collector``: run the NetFlow/IPFIX collector until SIGTERM or Ctrl-C, with the app's settings;
 ``ispflow exporters list|trust|untrust``: which senders' flows it stores."""
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
+
+from .. import module_settings
+from ..app_state import is_given, settings
+from ..database import engine_for
+from ..endpoints import parse_endpoint
+from .failure import fail
+from .search import actor
 
 
 @click.command("collector")
 @click.option("--listen", "listen", multiple=True, metavar="HOST:PORT",
               help="UDP address to receive on (repeatable; [::]:PORT for IPv6). "
-                   "Default: ISPFLOW_COLLECTOR_LISTEN if set, else the module settings (0.0.0.0:2055).")
+                   "Default: ISPFLOW_COLLECTOR_LISTEN if the app or the environment sets it, else the module settings (0.0.0.0:2055).")
 @click.option("--writers", default=2, show_default=True, help="Database connections storing flows.")
 @click.option("--trust-first-exporter", is_flag=True,
               help="While no exporter is trusted and no router provisioned, trust the first sender (audited). "
@@ -23,25 +28,21 @@ from flask.cli import with_appcontext
 @with_appcontext
 def collector_command(listen, writers, trust_first_exporter):
     """Receive NetFlow v5, v9 and IPFIX and store every flow."""
-    from .. import module_settings
-    from ..cli import fail
-    from ..database import engine_for
-    from .server import Collector
-    from ..endpoints import parse_endpoint
+    from ..collector.server import Collector  # numpy and the decoders: only when collecting
 
-    config = current_app.config
+    config = settings()
     if not listen:
-        if "ISPFLOW_COLLECTOR_LISTEN" in os.environ:
-            listen = config["ISPFLOW_COLLECTOR_LISTEN"]
+        if is_given("COLLECTOR_LISTEN"):
+            listen = config.COLLECTOR_LISTEN
         else:
-            with engine_for(config["ISPFLOW_DATABASE_URL"]).connect() as conn:
+            with engine_for(config.DATABASE_URL).connect() as conn:
                 listen = (module_settings.load(conn).collector_listen,)
     try:
         for value in listen:
             parse_endpoint(value, listen=True)
     except ValueError as error:
         fail(f"--listen: {error}.")
-    metrics_listen = config["ISPFLOW_COLLECTOR_METRICS_LISTEN"] or None
+    metrics_listen = config.COLLECTOR_METRICS_LISTEN or None
     if metrics_listen:
         try:
             parse_endpoint(metrics_listen, listen=True)
@@ -49,8 +50,8 @@ def collector_command(listen, writers, trust_first_exporter):
             fail(f"ISPFLOW_COLLECTOR_METRICS_LISTEN: {error}.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     collector = Collector(
-        config["ISPFLOW_DATABASE_URL"], list(listen), config["ISPFLOW_SPOOL_DIR"], config["ISPFLOW_STATE_DIR"],
-        spool_max_bytes=config["ISPFLOW_SPOOL_MAX_BYTES"], writers=writers, trust_first=trust_first_exporter,
+        config.DATABASE_URL, list(listen), config.SPOOL_DIR, config.STATE_DIR,
+        spool_max_bytes=config.SPOOL_MAX_BYTES, writers=writers, trust_first=trust_first_exporter,
         metrics_listen=metrics_listen,
     )
     done = threading.Event()
@@ -78,10 +79,9 @@ def exporters_group():
 @with_appcontext
 def exporters_list():
     """Every sender seen or trusted: whether its flows are stored, packets, flows, what was dropped."""
-    from ..database import engine_for
-    from .trust import exporters
+    from ..collector.trust import exporters
 
-    with engine_for(current_app.config["ISPFLOW_DATABASE_URL"]).connect() as conn:
+    with engine_for(settings().DATABASE_URL).connect() as conn:
         rows = exporters(conn)
     if not rows:
         click.echo("No exporter has sent anything yet.")
@@ -94,17 +94,14 @@ def exporters_list():
 
 
 def _change_trust(address: str, trusted: bool) -> None:
-    from ..cli import fail
-    from ..database import engine_for
+    from ..collector import trust
     from ..roles import ADMIN
-    from ..search.commands import actor
-    from . import trust
 
     try:
         address = trust.canonical(address)
     except ValueError:
         fail(f"{address!r} is not an IP address.")
-    with engine_for(current_app.config["ISPFLOW_DATABASE_URL"]).begin() as conn:
+    with engine_for(settings().DATABASE_URL).begin() as conn:
         if trusted:
             changed = trust.trust(conn, address, actor=actor(), role=ADMIN)
         else:

@@ -1,22 +1,18 @@
 """Commands ``ispflow worker``, ``ispflow status``, ``ispflow retention run`` and ``ispflow storage``.
 
-They run the same functions as the rq jobs and the pages, with the settings of the command's
-environment (or of the app a test runner builds).
+They run the same functions as the rq jobs and the pages, with the settings of the app the
+command runs in (the host's with ``--app``); ``ispflow worker`` hands them to every job.
 """
 from __future__ import annotations
 
 import sys
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
-from ..config import Settings
-from .storage import human_bytes
-
-
-def _settings() -> Settings:
-    return Settings.from_flask(current_app.config)
+from ..app_state import engine, settings
+from ..retention.storage import human_bytes, storage_report
+from .failure import fail
 
 
 @click.command("worker")
@@ -24,7 +20,6 @@ def _settings() -> Settings:
 @with_appcontext
 def worker_command(burst):
     """Run the job worker and the scheduler of periodic jobs (retention, statistics, liveness)."""
-    from ..cli import fail
     from ..jobs import PERIODIC_JOBS
     from ..worker import checked, run_worker
 
@@ -32,7 +27,7 @@ def worker_command(burst):
         checked(PERIODIC_JOBS)  # a bad entry stops the start, rather than the scheduler later
     except ValueError as exc:
         fail(f"{exc}.")
-    run_worker(_settings(), burst=burst)
+    run_worker(settings(), burst=burst)
 
 
 @click.command("status")
@@ -41,7 +36,7 @@ def status_command():
     """Say whether NetFlow is being collected; exit status 0 when active, 1 when not."""
     from ..status import current_status
 
-    status = current_status(_settings())
+    status = current_status(settings())
     click.echo(status.headline)
     if status.reason:
         click.echo(f"Reason: {status.reason}")
@@ -64,9 +59,9 @@ def retention_group():
 @with_appcontext
 def retention_run():
     """Run the retention job now (the worker runs it daily); prints what was deleted."""
-    from .jobs import run_retention
+    from ..retention.jobs import run_retention
 
-    for line in run_retention(_settings()).lines():
+    for line in run_retention(settings()).lines():
         click.echo(line)
 
 
@@ -74,11 +69,8 @@ def retention_run():
 @with_appcontext
 def storage_command():
     """Print the storage statistics: sizes, growth, days held, free space and when it fills."""
-    from ..extension import db
-    from .storage import storage_report
-
-    with db.engine.connect() as conn:
-        report = storage_report(conn, _settings())
+    with engine().connect() as conn:
+        report = storage_report(conn, settings())
     click.echo(f"Retained data: {human_bytes(report.total_bytes)} (database {human_bytes(report.database_bytes)})")
     click.echo(f"Growth per day: {human_bytes(report.growth_per_day)}, rows per day: {report.rows_per_day or '—'}")
     click.echo(f"Days held: {report.days_held} of {report.retention_days}")

@@ -10,21 +10,16 @@ import sys
 import click
 from flask.cli import with_appcontext
 
+from ..app_state import session, settings
 from ..config import ConfigError
-from ..extension import db, settings
-from .base import RouterError, driver_for, fingerprint, vendors
-from .inventory import add_router, find_router, repin, spec_for
-from .models import RouterJob
-from .runs import JobRefused, create_job, run_job
-from .status import clock_trusted, router_statuses
-from .validation import InvalidRouter
-
-
-def fail(message: str):
-    """ispflow's one-sentence error with exit status 2 (imported late: ispflow.cli imports us)."""
-    from ..cli import fail as cli_fail
-
-    cli_fail(message)
+from ..routers.base import RouterError, driver_for, fingerprint, vendors
+from ..routers.inventory import add_router, find_router, repin, spec_for
+from ..routers.models import RouterJob
+from ..routers.runs import JobRefused, create_job, run_job
+from ..routers.status import clock_trusted, router_statuses
+from ..routers.validation import InvalidRouter
+from .failure import fail
+from .search import actor
 
 
 class VendorChoice(click.Choice):
@@ -47,14 +42,8 @@ def routers_group():
     """Routers that export NetFlow to ispflow: add, provision, check, remove."""
 
 
-def _actor() -> str:
-    from ..search.commands import actor
-
-    return actor()
-
-
 def _router(name: str):
-    router = find_router(db.session, name)
+    router = find_router(session(), name)
     if router is None:
         fail(f"no router is named {name!r}; see `ispflow routers list`.")
     return router
@@ -79,15 +68,15 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
     password = sys.stdin.readline().rstrip("\r\n")
     try:
         router = add_router(
-            db.session, settings(), name=name, vendor=vendor, host=host, port=port, username=username,
+            session(), settings(), name=name, vendor=vendor, host=host, port=port, username=username,
             password=password, use_tls=api_ssl, interfaces=interfaces, netflow_version=netflow_version,
-            collector=collector, source_interface=source_interface, timeout_s=timeout_s, actor=_actor(),
+            collector=collector, source_interface=source_interface, timeout_s=timeout_s, actor=actor(),
         )
     except InvalidRouter as exc:
         fail(f"--{exc.field.replace('_', '-')}: {exc}" if exc.field != "password" else f"{exc} (on standard input)")
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
-    db.session.commit()
+    session().commit()
     click.echo(f"Added router {router.name} ({router.vendor} at {router.host}).")
 
 
@@ -95,7 +84,7 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
 @with_appcontext
 def routers_list():
     """List routers with their export and clock state."""
-    rows = router_statuses(db.session)
+    rows = router_statuses(session())
     if not rows:
         click.echo("No routers.")
         return
@@ -117,16 +106,16 @@ def routers_list():
 def _run(name: str, action: str) -> RouterJob:
     router = _router(name)
     try:
-        job = create_job(db.session, router, action, requested_by=_actor())
+        job = create_job(session(), router, action, requested_by=actor())
     except JobRefused as exc:
         fail(str(exc).rstrip("."))
-    db.session.commit()
+    session().commit()
     url = settings().DATABASE_URL
     try:
         done = run_job(url, settings(), job.id, echo=click.echo)
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
-    db.session.expire_all()
+    session().expire_all()
     return done
 
 
@@ -175,8 +164,8 @@ def routers_repin(name):
     """Forget the pinned API-SSL certificate or SSH host key; the next connection pins anew (audited)."""
     router = _router(name)
     previous = fingerprint(router.pinned_key)
-    repin(db.session, router, actor=_actor())
-    db.session.commit()
+    repin(session(), router, actor=actor())
+    session().commit()
     click.echo(f"Forgot {previous} of {name}; the next connection pins what the router presents then.")
 
 
@@ -213,17 +202,17 @@ def keys_rotate():
     (or change ISPFLOW_SECRET_KEY and list the old derived key there), run this, then drop
     the previous key. Passwords no accepted key can read are left untouched and listed.
     """
-    from .crypto import rotate
+    from ..routers.crypto import rotate
 
     from .. import audit
 
     try:
-        done, unreadable = rotate(db.session, settings())
+        done, unreadable = rotate(session(), settings())
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
-    audit.record(db.session, actor=_actor(), action="keys.rotate",
+    audit.record(session(), actor=actor(), action="keys.rotate",
                  criteria={"re_encrypted": done, "unreadable": unreadable})
-    db.session.commit()
+    session().commit()
     click.echo(f"Re-encrypted the passwords of {len(done)} router(s) with the current key.")
     if unreadable:
         fail(f"no accepted key reads the password of {', '.join(unreadable)}; list its key in "

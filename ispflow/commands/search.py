@@ -12,13 +12,15 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from .. import audit
+from ..app_state import settings
 from ..config import Settings
 from ..geoip import row_origins
 from ..database import engine_for, raw_connection
 from ..module_settings import load
-from .criteria import ORDERS, SIDES, CriteriaError, parse_address, parse_moment
-from .export import write_csv
-from .names import port_name, protocol_name
+from ..search.criteria import ORDERS, SIDES, CriteriaError, parse_address, parse_moment
+from ..search.export import write_csv
+from ..search.names import port_name, protocol_name
+from .failure import fail
 
 OPTION_OF_FIELD = {"ip": "--ip", "ip_side": "--side", "peer": "--peer", "from": "--from", "to": "--to",
                    "protocol": "--protocol", "port": "--port", "port_side": "--port-side", "account": "--account",
@@ -26,16 +28,8 @@ OPTION_OF_FIELD = {"ip": "--ip", "ip_side": "--side", "peer": "--peer", "from": 
 CLI_ROLE = "compliance"
 
 
-def fail(message: str):
-    from ..cli import fail as cli_fail  # imported late: ispflow.cli imports this module
-
-    cli_fail(message)
-
-
 def database_url() -> str:
-    from ..cli import database_url as cli_database_url
-
-    return cli_database_url()
+    return settings().DATABASE_URL
 
 
 def actor() -> str:
@@ -61,9 +55,9 @@ def actor() -> str:
 def search(ip, ip_side, peer, start, end, protocol, port, port_side, account, service, case_ref, output, order,
            limit):
     """Search the retained flows; --format csv writes the panel's export columns to stdout."""
-    from .query import fetch_page, totals
-    from .query import subscriber_scope as criteria_scope_check
-    from .service import criteria_from_text
+    from ..search.query import fetch_page, totals
+    from ..search.query import subscriber_scope as criteria_scope_check
+    from ..search.service import criteria_from_text
 
     values = {"ip": ip, "ip_side": ip_side, "peer": peer, "from": start, "to": end, "protocol": protocol,
               "port": port, "port_side": port_side, "account": account, "service": service, "case_ref": case_ref}
@@ -148,7 +142,7 @@ def _table_line(values) -> str:
 @with_appcontext
 def who(address, port, remote, moment, case_ref):
     """Which account, service and private address held ADDRESS (and port) at the moment."""
-    from .service import lookup
+    from ..search.service import lookup
 
     engine = engine_for(database_url())
     with engine.connect() as conn:
@@ -207,8 +201,6 @@ def audit_verify(manifests):
 
     Exit 0 when intact, 1 when entries were changed or removed (each finding on its own line).
     """
-    from ..extension import settings
-
     anchors = audit.anchors_of(settings(), manifests)
     with engine_for(database_url()).connect() as conn:
         result = audit.verify(conn, anchors, key=audit.audit_key(settings()))
@@ -227,8 +219,6 @@ def audit_verify(manifests):
 @with_appcontext
 def audit_checkpoint():
     """Append the log's head to the checkpoint file under ISPFLOW_STATE_DIR (the periodic job does it hourly)."""
-    from ..extension import settings
-
     written = audit.checkpoint_job(settings())
     if written is None:
         click.echo("The audit log is empty: nothing to anchor.")

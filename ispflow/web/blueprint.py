@@ -1,0 +1,9 @@
+"""The one blueprint every ispflow page registers on."""
+from flask import Blueprint
+
+from ..database import package_path
+
+# Static files (the pages' scripts and the charting library npm installed) are served by the
+# blueprint itself under <prefix>/static: the panel may have no internet, so no CDN.
+blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("ispflow.templates")),
+                      static_folder=str(package_path("ispflow.static")), static_url_path="/static")
