@@ -19,9 +19,9 @@ from .app_state import session, settings, state
 from .commands import collector, retention, routers, search
 from .commands.failure import fail
 from .commands.search import actor
-from .security.commands import findings as findings_command
-from .alerts.commands import alerts_group
-from .analytics.commands import report_group
+from .commands.findings import findings as findings_command
+from .commands.alerts import alerts_group
+from .commands.report import report_group
 from .config import ConfigError
 
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from ispflow.alerts.commands import alerts_group
+from ispflow.commands.alerts import alerts_group
 from ispflow.alerts.rules import RuleError, parse_rule, save_rule
 from ispflow.alerts.service import evaluate_rules
 from ispflow.config import Settings

@@ -11,7 +11,8 @@ import ispflow
 
 PACKAGE = Path(ispflow.__file__).parent
 # What runs without a web app: the collector, decoders, search, retention, router drivers and jobs.
-CORE_PACKAGES = ["ispflow.collector", "ispflow.search", "ispflow.retention", "ispflow.routers"]
+CORE_PACKAGES = ["ispflow.collector", "ispflow.search", "ispflow.retention", "ispflow.routers", "ispflow.analytics",
+                 "ispflow.security", "ispflow.alerts"]
 CORE_MODULES = ["ispflow", "ispflow.config", "ispflow.database", "ispflow.jobs", "ispflow.worker", "ispflow.status",
                 "ispflow.audit", "ispflow.module_settings", "ispflow.subscribers", "ispflow.signals"]
 DRIVER_REGISTRY = "ispflow.routers.base"

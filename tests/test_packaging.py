@@ -29,3 +29,6 @@ def test_wheel_ships_templates_and_migrations(tmp_path):
     # ispflow/testing.py ships on purpose, for host panels' own test suites.
     assert not {"ispflow/collector/synthetic.py", "ispflow/search/sample_flows.py"} & names
     assert not any(name.startswith("tests/") for name in names)
+    every_package = {f"ispflow/{init.relative_to(ROOT / 'ispflow').as_posix()}"
+                     for init in (ROOT / "ispflow").rglob("__init__.py")}
+    assert every_package <= names, f"setup.cfg does not list {sorted(every_package - names)}"

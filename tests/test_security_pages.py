@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from ispflow.geoip import GeoIP
 from tests.sample_flows import insert_flows
 from ispflow.security import settings as security_settings
-from ispflow.security.commands import findings
+from ispflow.commands.findings import findings
 from ispflow.security.findings import analyse_period
 from ispflow.testing import csrf_token
 

@@ -7,8 +7,8 @@ from flask.cli import with_appcontext
 
 from ..config import Settings
 from ..database import engine_for
-from .rules import KINDS, PARAMETERS, RuleError, all_rules, delete_rule, get_rule, parse_rule, save_rule
-from .service import evaluate_rules, history, test_rule
+from ..alerts.rules import KINDS, PARAMETERS, RuleError, all_rules, delete_rule, get_rule, parse_rule, save_rule
+from ..alerts.service import evaluate_rules, history, test_rule
 
 
 def _settings() -> Settings:
@@ -16,7 +16,7 @@ def _settings() -> Settings:
 
 
 def _fail(message: str):
-    from ..commands.failure import fail
+    from .failure import fail
 
     fail(message)
 

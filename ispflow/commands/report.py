@@ -12,25 +12,19 @@ import sys
 import click
 from flask.cli import with_appcontext
 
+from ..app_state import settings
 from ..database import engine_for
 from ..module_settings import load
 from ..retention.storage import human_bytes
 from ..search.criteria import parse_address, parse_moment, parse_network
-from . import bandwidth, rollups, top, usage
+from .failure import fail
+from ..analytics import bandwidth, rollups, top, usage
 
 FORMATS = ("table", "csv", "json")
 
 
-def _fail(message: str):
-    from ..cli import fail
-
-    fail(message)
-
-
 def _engine():
-    from ..cli import database_url
-
-    return engine_for(database_url())
+    return engine_for(settings().DATABASE_URL)
 
 
 def _period(conn, start_text: str, end_text: str):
@@ -38,21 +32,21 @@ def _period(conn, start_text: str, end_text: str):
     try:
         return parse_moment(start_text, zone, "--from"), parse_moment(end_text, zone, "--to", True), zone
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def scope_from_options(conn, ip, account, exporter, interface, network) -> bandwidth.Scope:
     chosen = [name for name, value in (("--ip", ip), ("--account", account), ("--exporter", exporter),
                                         ("--network", network)) if value]
     if len(chosen) != 1:
-        _fail("give exactly one of --ip, --account, --exporter or --network.")
+        fail("give exactly one of --ip, --account, --exporter or --network.")
     if interface is not None and not exporter:
-        _fail("--interface needs --exporter.")
+        fail("--interface needs --exporter.")
     if ip:
         try:
             return bandwidth.Scope("address", network=parse_network(ip))
         except ValueError as exc:
-            _fail(f"--ip: {exc}")
+            fail(f"--ip: {exc}")
     if account:
         return bandwidth.Scope("account", account=account)
     if exporter:
@@ -60,7 +54,7 @@ def scope_from_options(conn, ip, account, exporter, interface, network) -> bandw
         exporter_id = conn.exec_driver_sql(f"select id from ispflow.exporters where {column} order by id limit 1",
                                            {"a": exporter}).scalar()
         if exporter_id is None:
-            _fail(f"--exporter: no exporter {exporter!r} has sent flows.")
+            fail(f"--exporter: no exporter {exporter!r} has sent flows.")
         return bandwidth.Scope("interface", exporter_id=exporter_id, if_index=interface)
     return bandwidth.Scope("network")
 
@@ -97,7 +91,7 @@ def bandwidth_command(ip, account, exporter, interface, network, start, end, ste
         try:
             result = bandwidth.series(conn, scope, begin, finish, bandwidth.parse_step(step) if step else None)
         except bandwidth.ScopeError as exc:
-            _fail(f"{exc}.")
+            fail(f"{exc}.")
     if output == "json":
         click.echo(json.dumps(result.to_json(zone), indent=1))
         return
@@ -146,7 +140,7 @@ def top_command(by, start, end, limit, order, ip, account, output):
             network = parse_network(ip) if ip else None
             result = top.report(conn, by, begin, finish, order, limit, account=account, network=network)
         except ValueError as exc:
-            _fail(f"{exc}.")
+            fail(f"{exc}.")
     if output == "json":
         click.echo(json.dumps(result.to_json(zone), indent=1))
         return
@@ -180,7 +174,7 @@ def usage_command(month, account, output):
         try:
             rows = usage.monthly_usage(conn, usage.parse_month(month), zone, account)
         except ValueError as exc:
-            _fail(f"--month: {exc}.")
+            fail(f"--month: {exc}.")
     if output == "json":
         click.echo(json.dumps([r.to_json() for r in rows], indent=1))
     else:
@@ -197,6 +191,6 @@ def rebuild_command(start, end):
     with engine.connect() as conn:
         begin, finish, _ = _period(conn, start, end)
     if finish <= begin:
-        _fail("--to must be later than --from.")
+        fail("--to must be later than --from.")
     rollups.rebuild(engine, begin, finish)
     click.echo(f"Rebuilt the roll-ups from {begin.isoformat()} to {finish.isoformat()}.")

@@ -15,8 +15,8 @@ from ..geoip import geoip
 from ..module_settings import load
 from ..search.criteria import parse_moment
 from ..search.export import neutralised_cell
-from .detect import KIND_LABELS, KINDS
-from .findings import analyse_period, coverage, grouped_findings
+from ..security.detect import KIND_LABELS, KINDS
+from ..security.findings import analyse_period, coverage, grouped_findings
 
 COLUMNS = ("kind", "score", "subject", "subject_origin", "peer", "peer_origin", "port", "account", "hours",
            "first_seen", "last_seen", "summary")
@@ -33,7 +33,7 @@ COLUMNS = ("kind", "score", "subject", "subject_origin", "peer", "peer_origin", 
 @with_appcontext
 def findings(start, end, kind, output, analyse, limit):
     """Security findings of a period, highest score first."""
-    from ..commands.failure import fail
+    from .failure import fail
 
     settings = Settings.from_flask(current_app.config)
     engine = engine_for(settings.DATABASE_URL)
