@@ -204,7 +204,7 @@ def run_nfacctd(packets, n, rate, per_packet) -> dict:
     start = time.perf_counter()
     sent_in = send(packets, port, rate, per_packet)
     # With sql_refresh_time 2 the first purge is one COPY of everything received: give it time.
-    rows, seconds = wait_for_rows("ispflow_bench_pmacct", "flows_pmacct", n, start, idle=90.0)
+    rows, seconds = wait_for_rows("ispflow_bench_pmacct", "flows_pmacct", n, start, idle=60.0)
     cpu = _cpu(process.pid) - cpu_before
     process.send_signal(signal.SIGINT)
     try:
