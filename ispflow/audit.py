@@ -31,10 +31,10 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from .config import ConfigError, Settings
+from .keys import derive
 
 GENESIS = "0" * 64
 _LOCK = 0x15F10A  # advisory lock key serialising appends, so the chain never forks
-KEY_PURPOSE = b"ispflow audit chain"
 CHECKPOINT_FILE = "audit-checkpoints.jsonl"
 RETENTION_ACTION = "retention"
 AUDIT_TABLE = "ispflow.audit_log"
@@ -48,7 +48,7 @@ def audit_key(settings: Settings) -> bytes:
     if settings.AUDIT_KEY:
         return settings.AUDIT_KEY.encode()
     if settings.SECRET_KEY:
-        return hmac.new(settings.SECRET_KEY.encode(), KEY_PURPOSE, hashlib.sha256).digest()
+        return derive(settings.SECRET_KEY, "audit-chain")
     raise ConfigError("Set ISPFLOW_AUDIT_KEY (or ISPFLOW_SECRET_KEY): the audit log's chain is keyed with it.")
 
 

@@ -106,7 +106,25 @@ def users_ensure_admin(name):
         click.echo("An admin account exists already.")
     else:
         click.echo(f"Created admin '{name}' with one-time password: {password}")
-        click.echo("It must be changed at the first login.")
+        click.echo("It must be changed at the first login, within 24 hours.")
+
+
+@users_group.command("reset-password")
+@click.argument("name")
+@with_appcontext
+def users_reset_password(name):
+    """Give a user a new one-time password (valid 24 hours); their open sessions end."""
+    import sqlalchemy as sa
+
+    from .standalone.users import User, issue_one_time_password
+
+    user = db.session.execute(sa.select(User).where(User.username == name)).scalar_one_or_none()
+    if user is None:
+        fail(f"no user is named {name!r}.")
+    password = issue_one_time_password(user)
+    db.session.commit()
+    click.echo(f"One-time password for '{name}': {password}")
+    click.echo("It must be changed at the first login, within 24 hours.")
 
 
 # --- subscribers ----------------------------------------------------------------------------
@@ -206,9 +224,10 @@ from .search import commands as _search_commands  # noqa: E402  (search, who, au
 cli.add_command(_search_commands.search)
 cli.add_command(_search_commands.who)
 cli.add_command(_search_commands.audit_group)
-from .routers.cli import routers_group  # noqa: E402
+from .routers.cli import keys_group, routers_group  # noqa: E402
 
 cli.add_command(routers_group)
+cli.add_command(keys_group)
 from .security.commands import findings as _findings_command  # noqa: E402
 
 cli.add_command(_findings_command)

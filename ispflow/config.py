@@ -42,8 +42,9 @@ def _smtp_security(value: str) -> str:
     return lowered
 
 
-def setting(default, parse=_str, doc=""):
-    return field(default=default, metadata={"parse": parse, "doc": doc})
+def setting(default, parse=_str, doc="", secret=False):
+    """A setting; a ``secret`` one is left out of the repr (logs, tracebacks, debug pages)."""
+    return field(default=default, repr=not secret, metadata={"parse": parse, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,21 @@ class Settings:
             "evidence when due) run with it. Empty: DATABASE_URL's server and database as user postgres.",
     )
     REDIS_URL: str = setting("redis://127.0.0.1:6379/0", doc="Redis for the rq job queues.")
-    SECRET_KEY: str = setting("", doc="Flask secret key of the standalone panel (required in production).")
+    SECRET_KEY: str = setting(
+        "", doc="The secret every key is derived from: sessions, CSRF, router credentials (required in production).",
+        secret=True,
+    )
     ENCRYPTION_KEY: str = setting(
-        "", doc="Fernet key that encrypts router credentials at rest; derived from SECRET_KEY when empty."
+        "", doc="Fernet key that encrypts router credentials at rest; derived from SECRET_KEY when empty.",
+        secret=True,
+    )
+    ENCRYPTION_KEY_PREVIOUS: tuple[str, ...] = setting(
+        (), _list, "Former credential keys (comma-separated), still read until `ispflow keys rotate` has run.",
+        secret=True,
     )
     AUDIT_KEY: str = setting(
-        "", doc="Key of the audit log's HMAC chain, kept out of the database; derived from SECRET_KEY when empty."
+        "", doc="Key of the audit log's HMAC chain, kept out of the database; derived from SECRET_KEY when empty.",
+        secret=True,
     )
     URL_PREFIX: str = setting("/netflow", doc="Where the blueprint is mounted in the host panel.")
     BASE_TEMPLATE: str = setting(
@@ -95,7 +105,7 @@ class Settings:
     SMTP_PORT: int = setting(25, _int, "Port of the mail server (587 with STARTTLS, 465 for TLS).")
     SMTP_FROM: str = setting("ispflow@localhost", doc="Sender address of alert e-mails.")
     SMTP_USER: str = setting("", doc="Login at the mail server; empty: no login.")
-    SMTP_PASSWORD: str = setting("", doc="Password at the mail server.")
+    SMTP_PASSWORD: str = setting("", doc="Password at the mail server.", secret=True)
     SMTP_SECURITY: str = setting("none", _smtp_security, "none, starttls or tls (SMTPS).")
 
     @classmethod

@@ -101,7 +101,8 @@ def owner_engine(db_engine, owner_database_url):
 
 
 @pytest.fixture
-def app(db_engine, database_url, owner_database_url, redis_url, tmp_path):
+def app(db_engine, database_url, owner_database_url, redis_url, redis_conn, tmp_path):
+    """The standalone panel on the test database, with an empty Redis (no login throttles left over)."""
     from .standalone import create_app
 
     app = create_app(

@@ -14,6 +14,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from datetime import datetime, timezone
 from typing import Iterable
 
@@ -165,11 +167,12 @@ class Scheduler:
             log.debug("scheduler %s was not registered", self.name)
 
 
-def run_scheduler(settings: Settings, stop, parent_pid: int | None = None) -> None:
-    """Schedule until ``stop`` (a threading or multiprocessing Event) is set, or the parent is gone."""
+def run_scheduler(settings: Settings, stop, parent_pid: int | None = None, poll: float = 1.0) -> None:
+    """Schedule until ``stop()`` is true (checked at least every ``poll`` seconds), or the parent is gone."""
     scheduler = Scheduler(settings)
+    pause = threading.Event()  # never set: an interruptible sleep
     try:
-        while not stop.is_set():
+        while not stop():
             if parent_pid is not None and os.getppid() != parent_pid:
                 break
             try:
@@ -177,38 +180,68 @@ def run_scheduler(settings: Settings, stop, parent_pid: int | None = None) -> No
             except RedisError as exc:  # Redis restarting: keep trying, the lock's TTL guards the rest
                 log.warning("scheduler: Redis unavailable (%s); retrying", exc)
                 wait = LOCK_TTL / 3
-            stop.wait(wait)
+            deadline = time.monotonic() + wait
+            while not stop() and time.monotonic() < deadline:
+                pause.wait(min(poll, max(deadline - time.monotonic(), 0.0)))
     finally:
         scheduler.close()
 
 
-def _scheduler_process(settings: Settings, stop, parent_pid: int) -> None:
+def _scheduler_process(settings: Settings, parent_pid: int) -> None:
+    # The handler only flips a flag. Setting a multiprocessing Event from a handler deadlocked:
+    # the handler interrupts this process inside the Event's own wait, and the Event's
+    # condition then waits forever for a sleeper (this very process) to wake, holding a lock
+    # the parent needs too; Ctrl-C to the process group hung both processes on a futex.
+    stopping = []
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, lambda *_: stopping.append(True))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    run_scheduler(settings, stop, parent_pid)
+    run_scheduler(settings, lambda: bool(stopping), parent_pid)
+
+
+class ShutdownAwareWorker(Worker):
+    """rq's worker, which also honours a SIGINT or SIGTERM that came while it was starting.
+
+    rq installs its signal handlers only after registering itself; a Ctrl-C before that killed
+    the process and left it registered in Redis. ``early_signals`` collects those signals and the
+    work loop then stops at its first turn, unregistering properly.
+    """
+
+    early_signals: list[int]
+
+    def _install_signal_handlers(self):
+        super()._install_signal_handlers()
+        if getattr(self, "early_signals", None):
+            self._shutdown_requested_date = datetime.now(timezone.utc)
+            for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal forces the stop, as in rq
+                signal.signal(signum, self.request_force_stop)
+            self._stop_requested = True
 
 
 def run_worker(settings: Settings, burst: bool = False) -> bool:
     """Run the rq worker in this process and, unless ``burst``, the scheduler in a child process.
 
-    SIGTERM or SIGINT lets the current job finish, then both stop. Returns whether any job ran.
+    SIGTERM or SIGINT (to this process or its whole group, as Ctrl-C sends it) lets the current
+    job finish, then both stop. Returns whether any job ran.
     """
+    early_signals: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _frame: early_signals.append(number))
     scheduler = None
     if not burst:
         context = multiprocessing.get_context("fork")  # before the worker starts: no threads to copy yet
-        stop = context.Event()
-        scheduler = context.Process(target=_scheduler_process, args=(settings, stop, os.getpid()),
+        scheduler = context.Process(target=_scheduler_process, args=(settings, os.getpid()),
                                     name="ispflow-scheduler", daemon=True)
         scheduler.start()
     try:
-        worker = Worker([queue(settings)], connection=redis_connection(settings.REDIS_URL))
+        worker = ShutdownAwareWorker([queue(settings)], connection=redis_connection(settings.REDIS_URL))
+        worker.early_signals = early_signals
         # rq's own scheduler moves retried jobs back to the queue after their retry interval.
         return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
     finally:
         if scheduler is not None:
-            stop.set()
+            scheduler.terminate()  # SIGTERM: the scheduler gives its lock up and exits
             scheduler.join(timeout=LOCK_TTL / 3)
             if scheduler.is_alive():
-                scheduler.terminate()
+                scheduler.kill()
                 scheduler.join()

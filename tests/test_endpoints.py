@@ -6,7 +6,7 @@ import pytest
 
 from ispflow.endpoints import EndpointError, format_endpoint, parse_endpoint
 from ispflow.module_settings import ModuleSettings
-from ispflow.routers.service import InvalidRouter, check_collector
+from ispflow.routers.validation import InvalidRouter, check_collector
 from ispflow.testing import csrf_token
 
 from .test_module_settings import post_settings

@@ -177,3 +177,31 @@ def test_a_large_export_runs_on_a_real_rq_worker_with_progress_and_a_download(
     with flows.connect() as conn:
         record = conn.execute(sa.text("select state, rows_done, row_count from ispflow.exports")).one()
     assert tuple(record) == ("finished", count, count)
+
+
+FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+420123456", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+
+
+def test_cells_a_spreadsheet_would_run_as_a_formula_are_neutralised_and_the_manifest_says_how(
+        auth, client, db_engine):
+    with db_engine.connect() as conn:
+        insert_exporter(conn, "192.0.2.1", "=cmd|' /C calc'!A0")
+        insert_flows(conn, [flow("2026-01-10T10:00:00Z", "100.64.0.10", f"198.51.100.{n}", account=text,
+                                 service="fiber-100") for n, text in enumerate(FORMULAS + ["ACC-1"], 1)])
+        conn.commit()
+    auth.login("compliance")
+    body, manifest = finished_export(client, start_export(client, ip="100.64.0.10"))
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"), newline="")))
+    assert sorted(row["account_id"] for row in rows) == sorted(["'" + text for text in FORMULAS] + ["ACC-1"])
+    assert {row["exporter"] for row in rows} == {"'=cmd|' /C calc'!A0"}
+    assert "\"'=HYPERLINK(" in body.decode("utf-8-sig")  # always quoted
+    assert "single quote" in manifest["formula_neutralisation"]
+    assert "account_id" in manifest["formula_neutralisation"]
+
+
+def test_export_files_and_their_folder_are_private(auth, client, flows, export_dir):
+    auth.login("compliance")
+    finished_export(client, start_export(client, ip="100.64.0.0/10"))
+    assert export_dir.stat().st_mode & 0o777 == 0o700
+    files = list(export_dir.iterdir())
+    assert files and all(path.stat().st_mode & 0o777 == 0o600 for path in files)

@@ -22,6 +22,7 @@ def test_wheel_ships_templates_and_migrations(tmp_path):
     assert "ispflow/migrations/env.py" in names
     assert "ispflow/migrations/script.py.mako" in names
     assert "ispflow/migrations/versions/0001_initial.py" in names
+    assert {"ispflow/static/ispflow.css", "ispflow/static/router_job.js"} <= names
     # Test-only builders stay in tests/ (bench/ imports them from there); the pytest plugin
     # ispflow/testing.py ships on purpose, for host panels' own test suites.
     assert not {"ispflow/collector/synthetic.py", "ispflow/search/sample_flows.py"} & names

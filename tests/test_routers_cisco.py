@@ -138,8 +138,8 @@ def test_a_command_refused_half_way_is_rolled_back_and_nothing_is_saved(cisco, p
 def test_a_refusal_inside_a_block_undoes_the_block(cisco):
     fake = cisco("xe")
     fake.config.append(["flow exporter ISPFLOW-EXPORTER", ["destination 198.51.100.1", "transport udp 2055"]])
-    with pytest.raises(CommandRefused, match="refused `source Bad Interface Name`"):
-        provision(fake, source_interface="Bad Interface Name")
+    with pytest.raises(CommandRefused, match="refused `source Loopback99`"):
+        provision(fake, source_interface="Loopback99")
     assert sorted(fake.block("flow exporter ISPFLOW-EXPORTER")[1]) == ["destination 198.51.100.1", "transport udp 2055"]
     assert fake.block("flow record ISPFLOW-RECORD") is None
 

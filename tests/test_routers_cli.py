@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 from .fakes.fixtures import ENCRYPTION_KEY, TIMEOUT_S
-from ispflow.routers.cli import routers_add, routers_check, routers_list, routers_provision, routers_remove
+from ispflow.routers.cli import (
+    routers_add, routers_check, routers_list, routers_provision, routers_remove, routers_repin,
+)
 
 ISPFLOW = str(Path(sys.executable).with_name("ispflow"))
 
@@ -65,7 +67,7 @@ def test_provision_then_list_shows_it_verified(runner, mikrotik):
     assert "exports to 192.0.2.10:2055; verified" in result.output
     assert len(fake.targets) == 1
     line = [ln for ln in runner.invoke(routers_list).output.splitlines() if ln.startswith("edge-1")][0]
-    assert re.search(r" yes +synced +[+-]\d+\.\ds +no$", line), line  # verified, NTP, skew, not exporting yet
+    assert re.search(r" yes +synced +[+-]\d+\.\ds +no(  PLAIN API)?$", line), line  # verified, NTP, skew, not exporting yet
 
 
 def test_provision_failure_is_exit_status_2_with_the_reason(runner, mikrotik):
@@ -116,3 +118,50 @@ def test_the_console_command_checks_a_cisco_router(database_url, db_engine, cisc
     checked = subprocess.run([ISPFLOW, "routers", "check", "xe-1"], capture_output=True, text=True, env=env, timeout=60)
     assert checked.returncode == 1, checked.stderr
     assert "NTP is not enabled" in checked.stdout
+
+
+def test_add_accepts_every_vendor_of_the_driver_registry(runner):
+    from ispflow.routers.base import DRIVERS, register
+    from ispflow.routers.mikrotik import MikroTikDriver
+
+    @register
+    class Registered(MikroTikDriver):
+        vendor = "registered_late"
+        label = "Registered after the CLI was imported"
+
+    try:
+        result = runner.invoke(routers_add, ["late-1", "--vendor", "registered_late", "--host", "192.0.2.1",
+                                             "--username", "u"], input="a-password\n")
+    finally:
+        DRIVERS.pop("registered_late")
+    assert "Invalid value for '--vendor'" not in result.output
+    assert result.exit_code == 0, result.output
+
+
+def test_list_warns_about_plain_routeros_api(runner, mikrotik):
+    add(runner, mikrotik(), "edge-plain")
+    add(runner, mikrotik(tls=True), "edge-ssl", "--api-ssl")
+    result = runner.invoke(routers_list)
+    assert "PLAIN API" in [ln for ln in result.output.splitlines() if ln.startswith("edge-plain")][0]
+    assert "PLAIN API" not in [ln for ln in result.output.splitlines() if ln.startswith("edge-ssl")][0]
+    assert "send the password in clear text" in result.output
+
+
+def test_repin_forgets_the_pinned_key_and_is_audited(runner, app, cisco):
+    import sqlalchemy as sa
+
+    from ispflow.extension import db
+
+    fake = cisco("ios")
+    runner.invoke(routers_add, ["c1", "--vendor", "cisco_ios", "--host", "127.0.0.1", "--port", str(fake.port),
+                                "--username", "netops", "--interfaces", "GigabitEthernet0/0",
+                                "--collector", "192.0.2.10:2055", "--timeout", str(TIMEOUT_S)], input="secret\n")
+    assert runner.invoke(routers_check, ["c1"]).exit_code in (0, 1)
+    with app.app_context():
+        assert db.session.execute(sa.text("select pinned_key from ispflow.routers")).scalar() == fake.key_text
+    result = runner.invoke(routers_repin, ["c1"])
+    assert result.exit_code == 0, result.output
+    assert "ssh-rsa SHA256:" in result.output
+    with app.app_context():
+        assert db.session.execute(sa.text("select pinned_key from ispflow.routers")).scalar() is None
+        assert db.session.execute(sa.text("select count(*) from ispflow.audit_log where action = 'router.repin'")).scalar() == 1

@@ -12,7 +12,8 @@ from .fakes.fixtures import ENCRYPTION_KEY, TIMEOUT_S
 from ispflow.config import Settings
 from ispflow.database import engine_for
 from ispflow.roles import ROLES
-from ispflow.routers import service
+from ispflow.routers import actions, inventory, runs, status
+from ispflow.routers.validation import InvalidRouter
 from ispflow.routers.crypto import decrypt
 from ispflow.routers.models import Router, RouterJob
 from ispflow.testing import csrf_token
@@ -27,7 +28,7 @@ def make_router(database_url, port=8728, **overrides) -> int:
                   password=PASSWORD, collector="192.0.2.10:2055", timeout_s=TIMEOUT_S)
     values.update(overrides)
     with Session(engine_for(database_url)) as db:
-        router = service.add_router(db, settings, **values)
+        router = inventory.add_router(db, settings, **values)
         db.commit()
         return router.id
 
@@ -50,7 +51,7 @@ def run_worker(redis_conn, monkeypatch, database_url, redis_url):
 def test_router_pages_by_role(auth, client, database_url, role):
     router_id = make_router(database_url)
     with Session(engine_for(database_url)) as db:
-        job = service.create_job(db, db.get(Router, router_id), "check")
+        job = runs.create_job(db, db.get(Router, router_id), "check")
         db.commit()
         job_id = job.id
     auth.login(role)
@@ -251,3 +252,85 @@ def test_the_periodic_clock_check_runs_in_the_worker(database_url, redis_url, re
         router = db.get(Router, router_id)
         assert router.ntp_synced is False
         assert router.ntp_detail == "NTP client disabled"
+
+
+def pin(database_url, router_id, key="ssh-rsa " + "QUFBQQ=="):
+    with Session(engine_for(database_url)) as db:
+        db.execute(sa.update(Router).where(Router.id == router_id).values(pinned_key=key,
+                                                                          pinned_at=datetime.now(timezone.utc)))
+        db.commit()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_an_admin_may_re_pin_a_router_and_it_is_audited(auth, client, database_url, db_engine, role):
+    router_id = make_router(database_url, vendor="cisco_ios", interfaces="Gi0/0")
+    pin(database_url, router_id)
+    auth.login(role)
+    token = csrf_token(client.get("/netflow/routers/new")) if role in ALLOWED else "none"
+    response = client.post(f"/netflow/routers/{router_id}/repin", data={"csrf_token": token})
+    with db_engine.connect() as conn:
+        key = conn.execute(sa.text("select pinned_key from ispflow.routers")).scalar()
+        audited = conn.execute(sa.text("select actor, criteria from ispflow.audit_log where action = 'router.repin'")).all()
+    if role == "admin":
+        assert response.status_code == 302 and key is None
+        assert audited[0].actor == "admin-user" and audited[0].criteria["previous_key"] == "ssh-rsa QUFBQQ=="
+    else:
+        assert response.status_code == 403 and key is not None and audited == []
+
+
+def test_the_router_page_shows_the_pinned_fingerprint(auth, client, database_url):
+    router_id = make_router(database_url, vendor="cisco_ios", interfaces="Gi0/0")
+    pin(database_url, router_id)
+    auth.login("technician")
+    page = client.get(f"/netflow/routers/{router_id}").data.decode()
+    assert "ssh-rsa SHA256:" in page
+    assert "Re-pin" not in page  # a technician sees it but cannot change it
+
+
+def test_plain_routeros_api_is_warned_about_on_the_list_and_the_router_page(auth, client, database_url):
+    plain = make_router(database_url)
+    ssl = make_router(database_url, name="edge-ssl", use_tls=True)
+    auth.login("technician")
+    assert 'id="plain-api"' in client.get(f"/netflow/routers/{plain}").data.decode()
+    assert 'id="plain-api"' not in client.get(f"/netflow/routers/{ssl}").data.decode()
+    listing = client.get("/netflow/routers").data.decode()
+    assert listing.count('class="plain-api"') == 1
+
+
+def test_the_first_job_pins_what_the_router_presents_and_audits_it(database_url, db_engine, mikrotik, settings):
+    fake = mikrotik(tls=True, password=PASSWORD)
+    router_id = make_router(database_url, port=fake.port, use_tls=True)
+    with Session(engine_for(database_url), expire_on_commit=False) as db:
+        job = runs.create_job(db, db.get(Router, router_id), "check", requested_by="tech-1")
+        db.commit()
+    done = runs.run_job(database_url, settings, job.id)
+    assert done.state == "finished", done.message
+    assert "Pinned TLS certificate SHA256" in done.log
+    with db_engine.connect() as conn:
+        assert conn.execute(sa.text("select pinned_key from ispflow.routers")).scalar() == fake.key_text
+        assert conn.execute(sa.text("select actor from ispflow.audit_log where action = 'router.pin'")).scalar() == "tech-1"
+
+
+def test_a_job_against_an_impostor_fails_with_a_clear_error(database_url, db_engine, mikrotik, settings):
+    genuine, impostor = mikrotik(tls=True, password=PASSWORD), mikrotik(tls=True, password=PASSWORD, identity="impostor")
+    router_id = make_router(database_url, port=impostor.port, use_tls=True)
+    pin(database_url, router_id, genuine.key_text)
+    with Session(engine_for(database_url), expire_on_commit=False) as db:
+        job = runs.create_job(db, db.get(Router, router_id), "provision")
+        db.commit()
+    done = runs.run_job(database_url, settings, job.id)
+    assert done.state == "failed"
+    assert "not the pinned" in done.message and "nothing was sent" in done.message
+    assert impostor.commands == []
+
+
+def test_pointing_a_router_at_another_host_asks_for_the_password_again(auth, client, database_url):
+    router_id = make_router(database_url)
+    auth.login("technician")
+    page = client.get(f"/netflow/routers/{router_id}/edit")
+    response = client.post(f"/netflow/routers/{router_id}/edit",
+                           data={**form_data(password="", host="198.51.100.66"), "csrf_token": csrf_token(page)})
+    assert response.status_code == 200
+    assert b"Enter the password again" in response.data
+    with Session(engine_for(database_url)) as db:
+        assert db.get(Router, router_id).host == "127.0.0.1"

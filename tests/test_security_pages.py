@@ -108,3 +108,11 @@ def test_findings_command_writes_json_and_csv(runner, brute_force):
 def test_findings_command_rejects_a_bad_time_with_one_sentence(runner, db_engine):
     result = runner.invoke(findings, ["--from", "soon", "--to", "2026-01-10"])
     assert result.exit_code == 2 and "'soon' is not a date-time" in result.output
+
+
+def test_findings_csv_cells_never_run_as_a_formula(runner, brute_force):
+    with brute_force.begin() as conn:
+        conn.execute(sa.text("update ispflow.security_findings set account = '=HYPERLINK(\"http://x\")'"))
+    out = runner.invoke(findings, ["--from", "2026-01-10", "--to", "2026-01-10", "--format", "csv"]).stdout
+    [row] = list(csv.DictReader(io.StringIO(out)))
+    assert row["account"] == "'=HYPERLINK(\"http://x\")"

@@ -220,3 +220,30 @@ def test_the_burst_worker_runs_what_is_queued_and_exits(settings, db_engine, red
     assert result.returncode == 0, result.stderr
     assert redis_conn.get(LIVENESS_KEY) == b"down"
     assert len(queue(settings)) == 0
+
+
+def test_ctrl_c_to_the_worker_process_group_stops_every_process(settings, db_engine, redis_conn, tmp_path):
+    """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group."""
+    env = {**os.environ, "ISPFLOW_DATABASE_URL": settings.DATABASE_URL, "ISPFLOW_REDIS_URL": settings.REDIS_URL,
+           "ISPFLOW_EXPORT_DIR": str(tmp_path / "exports"), "ISPFLOW_SPOOL_DIR": str(tmp_path / "spool")}
+    command = Path(sys.executable).with_name("ispflow")
+    process = subprocess.Popen([str(command), "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    stopped = False
+    try:
+        started = wait_for(lambda: scheduler_owner(redis_conn) and Worker.all(connection=redis_conn))
+        os.killpg(process.pid, signal.SIGINT)
+        output = process.communicate(timeout=60)[0].decode()
+        stopped = True
+    except subprocess.TimeoutExpired:
+        output = "the worker did not stop within 60 s of SIGINT"
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group
+        except ProcessLookupError:
+            pass
+        process.wait()
+    assert started and stopped, output
+    assert scheduler_owner(redis_conn) is None, output
+    assert Worker.all(connection=redis_conn) == [], output
+    assert "Traceback" not in output

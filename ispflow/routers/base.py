@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, ClassVar
 
+from . import grammar
+
 NETFLOW_VERSIONS = ("5", "9", "ipfix")
 
 # The timeouts we ask routers to use: flows reach the collector within about a minute, which
@@ -58,6 +60,14 @@ class Unsupported(RouterError):
     """The requested export cannot be configured on this router or OS version."""
 
 
+class PinMismatch(RouterError):
+    """The router presented another TLS certificate or SSH host key than the one pinned for it."""
+
+
+class UnsafeValue(RouterError):
+    """A value meant for a router does not fit its strict grammar (see ``grammar``); nothing was sent."""
+
+
 @dataclass(frozen=True)
 class RouterSpec:
     """Where a router is, how to log in, and how its export should look."""
@@ -77,6 +87,31 @@ class RouterSpec:
     previous_collector: tuple[str, int] | None = None
     os_version: str | None = None  # last known, used for previews without connecting
     timeout: float = 15.0
+    # What the router presented when it was first reached (``key_text``); None: pin what comes.
+    pinned_key: str | None = None
+
+    def __post_init__(self):
+        """Refuse a spec any of whose values could smuggle a command to the router."""
+        checks = [("host", grammar.host, self.host), ("username", grammar.username, self.username),
+                  ("password", grammar.password, self.password)]
+        if self.port is not None:
+            checks.append(("port", grammar.port, self.port))
+        if self.collector_host or self.collector_port:  # "" and 0: a clock check needs no collector
+            checks += [("collector", grammar.ip_address, self.collector_host),
+                       ("collector port", grammar.port, self.collector_port)]
+        checks += [("interfaces", grammar.interface, name) for name in self.interfaces]
+        if self.source_interface is not None:
+            checks.append(("source interface", grammar.interface, self.source_interface))
+        if self.previous_collector is not None:
+            checks += [("previous collector", grammar.ip_address, self.previous_collector[0]),
+                       ("previous collector port", grammar.port, self.previous_collector[1])]
+        for name, check, value in checks:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise UnsafeValue(f"Nothing was sent to the router: its {name} is refused ({exc}).") from None
+        if self.netflow_version not in NETFLOW_VERSIONS:
+            raise UnsafeValue(f"Nothing was sent to the router: export format must be one of {', '.join(NETFLOW_VERSIONS)}.")
 
 
 @dataclass
@@ -134,6 +169,27 @@ class Verification:
 Log = Callable[[str], None]
 
 
+def fingerprint(key_text: str | None) -> str:
+    """How a pinned key is shown to people: OpenSSH's ``SHA256:…`` for host keys, hex for certificates."""
+    import base64
+    import hashlib
+
+    if not key_text:
+        return "-"
+    kind, _, body = key_text.partition(" ")
+    if kind == "tls-sha256":
+        return "TLS certificate SHA256 " + ":".join(body[i:i + 2].upper() for i in range(0, len(body), 2))
+    digest = hashlib.sha256(base64.b64decode(body)).digest()
+    return f"{kind} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
+
+
+def pin_mismatch(where: str, pinned: str, presented: str) -> PinMismatch:
+    return PinMismatch(
+        f"The router at {where} presented {fingerprint(presented)}, not the pinned {fingerprint(pinned)}; "
+        "nothing was sent. If the router's key or certificate really changed, an admin re-pins it on the "
+        "router page (or `ispflow routers repin`).")
+
+
 class RouterDriver(abc.ABC):
     """One vendor's way of configuring NetFlow export and reading the clock."""
 
@@ -146,6 +202,9 @@ class RouterDriver(abc.ABC):
     def __init__(self, spec: RouterSpec, log: Log | None = None):
         self.spec = spec
         self.log: Log = log or (lambda line: None)
+        # The TLS certificate or SSH host key the router presented on connecting ("KIND BODY"),
+        # checked against ``spec.pinned_key`` before any password is sent; None over plain TCP.
+        self.presented_key: str | None = None
 
     @classmethod
     def enabled(cls) -> bool:
@@ -234,4 +293,3 @@ def vendors() -> list[str]:
     from . import cisco, mikrotik  # noqa: F401
 
     return list(DRIVERS)
-

@@ -24,7 +24,8 @@ from datetime import datetime, timedelta, timezone
 
 from .base import (
     ACTIVE_TIMEOUT_S, INACTIVE_TIMEOUT_S, ApplyResult, AuthenticationFailed, ClockState, CommandRefused,
-    ExportConfig, RouterDriver, RouterError, Timeout, Unreachable, Unsupported, Verification, register,
+    ExportConfig, PinMismatch, RouterDriver, RouterError, Timeout, Unreachable, Unsupported, Verification,
+    fingerprint, pin_mismatch, register,
 )
 
 EXPORTER, RECORD, MONITOR = "ISPFLOW-EXPORTER", "ISPFLOW-RECORD", "ISPFLOW-MONITOR"
@@ -117,20 +118,45 @@ class CiscoDriver(RouterDriver):
         where = f"{self.spec.host}:{self.port}"
         self.log(f"Connecting over SSH to {where} as {self.device_type}.")
         timeout = self.spec.timeout
+        pinned = self.spec.pinned_key
+        known_hosts = self._known_hosts(pinned) if pinned else ""
         try:
+            # With a pinned key paramiko checks the host key before it authenticates, so a
+            # different server never sees the password.
             self.conn = ConnectHandler(
                 device_type=self.device_type, host=self.spec.host, port=self.port, username=self.spec.username,
                 password=self.spec.password, secret=self.spec.password, conn_timeout=timeout,
                 auth_timeout=timeout, banner_timeout=timeout, read_timeout_override=timeout,
                 fast_cli=True, allow_agent=False, use_keys=False,
+                ssh_strict=bool(pinned), system_host_keys=False, alt_host_keys=bool(pinned), alt_key_file=known_hosts,
             )
+            key = self.conn.remote_conn_pre.get_transport().get_remote_server_key()
+            self.presented_key = f"{key.get_name()} {key.get_base64()}"
+            if pinned and self.presented_key != pinned:
+                raise pin_mismatch(where, pinned, self.presented_key)
             self.conn.enable()
             self.os_version = parse_version(self._show("show version"))
         except RouterError:
             raise
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc, "logging in") from None
+        finally:
+            if known_hosts:
+                import os
+
+                os.unlink(known_hosts)
         self.log(f"Logged in as {self.spec.username}; {self.label} {self.os_version}.")
+
+    def _known_hosts(self, pinned: str) -> str:
+        """A throw-away known_hosts file holding only the pinned key, for paramiko's check."""
+        import os
+        import tempfile
+
+        name = self.spec.host if self.port == 22 else f"[{self.spec.host}]:{self.port}"
+        handle, path = tempfile.mkstemp(prefix="ispflow-known-hosts-")
+        with os.fdopen(handle, "w") as f:
+            f.write(f"{name} {pinned}\n")
+        return path
 
     def close(self) -> None:
         if self.conn is not None:
@@ -146,6 +172,17 @@ class CiscoDriver(RouterDriver):
         )
 
         where = f"{self.spec.host}:{self.port}"
+        import paramiko
+
+        wrapped = exc.__cause__ or exc.__context__
+        for candidate in (exc, wrapped):
+            if isinstance(candidate, paramiko.BadHostKeyException):
+                got = candidate.key
+                return pin_mismatch(where, self.spec.pinned_key or "", f"{got.get_name()} {got.get_base64()}")
+        if self.spec.pinned_key and "known_hosts" in str(exc):
+            return PinMismatch(f"The router at {where} presented a host key of another type than the pinned "
+                               f"{fingerprint(self.spec.pinned_key)}; nothing was sent. An admin re-pins it on the "
+                               "router page (or `ispflow routers repin`) if the router really changed.")
         if isinstance(exc, NetmikoAuthenticationException):
             return AuthenticationFailed(f"The router at {where} refused the username or password.")
         if isinstance(exc, (ReadTimeout, TimeoutError)) or "timed out" in str(exc).lower() \

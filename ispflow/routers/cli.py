@@ -12,7 +12,12 @@ from flask.cli import with_appcontext
 
 from ..config import ConfigError
 from ..extension import db, settings
-from . import service
+from .base import RouterError, driver_for, fingerprint, vendors
+from .inventory import add_router, find_router, repin, spec_for
+from .models import RouterJob
+from .runs import JobRefused, create_job, run_job
+from .status import clock_trusted, router_statuses
+from .validation import InvalidRouter
 
 
 def fail(message: str):
@@ -20,6 +25,21 @@ def fail(message: str):
     from ..cli import fail as cli_fail
 
     cli_fail(message)
+
+
+class VendorChoice(click.Choice):
+    """The vendors of the driver registry, read when the option is parsed (drivers may register late)."""
+
+    def __init__(self):
+        super().__init__(())
+
+    @property
+    def choices(self):
+        return tuple(vendors())
+
+    @choices.setter
+    def choices(self, _ignored):
+        pass
 
 
 @click.group("routers")
@@ -34,7 +54,7 @@ def _actor() -> str:
 
 
 def _router(name: str):
-    router = service.find_router(db.session, name)
+    router = find_router(db.session, name)
     if router is None:
         fail(f"no router is named {name!r}; see `ispflow routers list`.")
     return router
@@ -42,7 +62,7 @@ def _router(name: str):
 
 @routers_group.command("add")
 @click.argument("name")
-@click.option("--vendor", required=True, type=click.Choice(["mikrotik", "cisco_ios", "cisco_xe", "cisco_nxos"]))
+@click.option("--vendor", required=True, type=VendorChoice())
 @click.option("--host", required=True, help="Address the router is managed at.")
 @click.option("--port", type=int, help="API / SSH port (default 8728, 8729 with --api-ssl, 22 for SSH).")
 @click.option("--username", required=True)
@@ -58,12 +78,12 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
     """Add a router; its password is read from standard input."""
     password = sys.stdin.readline().rstrip("\r\n")
     try:
-        router = service.add_router(
+        router = add_router(
             db.session, settings(), name=name, vendor=vendor, host=host, port=port, username=username,
             password=password, use_tls=api_ssl, interfaces=interfaces, netflow_version=netflow_version,
             collector=collector, source_interface=source_interface, timeout_s=timeout_s, actor=_actor(),
         )
-    except service.InvalidRouter as exc:
+    except InvalidRouter as exc:
         fail(f"--{exc.field.replace('_', '-')}: {exc}" if exc.field != "password" else f"{exc} (on standard input)")
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
@@ -75,7 +95,7 @@ def routers_add(name, vendor, host, port, username, api_ssl, interfaces, netflow
 @with_appcontext
 def routers_list():
     """List routers with their export and clock state."""
-    rows = service.router_statuses(db.session)
+    rows = router_statuses(db.session)
     if not rows:
         click.echo("No routers.")
         return
@@ -87,19 +107,23 @@ def routers_list():
         skew = "-" if r.clock_skew_s is None else f"{r.clock_skew_s:+.1f}s"
         when = r.provisioned_at.strftime("%Y-%m-%d %H:%M") if r.provisioned_at else "-"
         click.echo(f"{r.name:<16} {r.vendor:<11} {r.host:<16} {(r.os_version or '-')[:18]:<18} {when:<17} "
-                   f"{'yes' if r.verified else 'no':<8} {ntp:<6} {skew:>8} {'yes' if row.exporting else 'no'}")
+                   f"{'yes' if r.verified else 'no':<8} {ntp:<6} {skew:>8} {'yes' if row.exporting else 'no'}"
+                   + ("  PLAIN API" if row.plain_api else ""))
+    if any(row.plain_api for row in rows):
+        click.echo("PLAIN API: logins to these routers send the password in clear text; enable API-SSL on the "
+                   "router and add it with --api-ssl.")
 
 
-def _run(name: str, action: str) -> service.RouterJob:
+def _run(name: str, action: str) -> RouterJob:
     router = _router(name)
     try:
-        job = service.create_job(db.session, router, action, requested_by=_actor())
-    except service.JobRefused as exc:
+        job = create_job(db.session, router, action, requested_by=_actor())
+    except JobRefused as exc:
         fail(str(exc).rstrip("."))
     db.session.commit()
     url = settings().DATABASE_URL
     try:
-        done = service.run_job(url, settings(), job.id, echo=click.echo)
+        done = run_job(url, settings(), job.id, echo=click.echo)
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
     db.session.expire_all()
@@ -113,11 +137,9 @@ def _run(name: str, action: str) -> service.RouterJob:
 def routers_provision(name, dry_run):
     """Configure the router to export NetFlow to ispflow's collector, then verify it."""
     if dry_run:
-        from .base import RouterError, driver_for
-
         router = _router(name)
         try:
-            with driver_for(router.vendor)(service.spec_for(router, settings())) as driver:
+            with driver_for(router.vendor)(spec_for(router, settings())) as driver:
                 commands = driver.plan()
         except (RouterError, ConfigError) as exc:
             fail(str(exc).rstrip("."))
@@ -142,8 +164,20 @@ def routers_check(name):
         fail(job.message.rstrip("."))
     router = _router(name)
     click.echo(job.message)
-    if not service.clock_trusted(router.ntp_synced, router.clock_skew_s):
+    if not clock_trusted(router.ntp_synced, router.clock_skew_s):
         sys.exit(1)
+
+
+@routers_group.command("repin")
+@click.argument("name")
+@with_appcontext
+def routers_repin(name):
+    """Forget the pinned API-SSL certificate or SSH host key; the next connection pins anew (audited)."""
+    router = _router(name)
+    previous = fingerprint(router.pinned_key)
+    repin(db.session, router, actor=_actor())
+    db.session.commit()
+    click.echo(f"Forgot {previous} of {name}; the next connection pins what the router presents then.")
 
 
 @routers_group.command("remove")
@@ -156,3 +190,41 @@ def routers_remove(name):
         fail(job.message.rstrip("."))
     click.echo(job.message)
 
+
+@click.group("keys")
+def keys_group():
+    """The key that encrypts stored router passwords: generate a new one, rotate to it."""
+
+
+@keys_group.command("generate")
+def keys_generate():
+    """Print a new random credential key for ISPFLOW_ENCRYPTION_KEY."""
+    from cryptography.fernet import Fernet
+
+    click.echo(Fernet.generate_key().decode())
+
+
+@keys_group.command("rotate")
+@with_appcontext
+def keys_rotate():
+    """Re-encrypt every stored router password with the current key.
+
+    Set the new key in ISPFLOW_ENCRYPTION_KEY and the old one in ISPFLOW_ENCRYPTION_KEY_PREVIOUS
+    (or change ISPFLOW_SECRET_KEY and list the old derived key there), run this, then drop
+    the previous key. Passwords no accepted key can read are left untouched and listed.
+    """
+    from .crypto import rotate
+
+    from .. import audit
+
+    try:
+        done, unreadable = rotate(db.session, settings())
+    except ConfigError as exc:
+        fail(str(exc).rstrip("."))
+    audit.record(db.session, actor=_actor(), action="keys.rotate",
+                 criteria={"re_encrypted": done, "unreadable": unreadable})
+    db.session.commit()
+    click.echo(f"Re-encrypted the passwords of {len(done)} router(s) with the current key.")
+    if unreadable:
+        fail(f"no accepted key reads the password of {', '.join(unreadable)}; list its key in "
+             "ISPFLOW_ENCRYPTION_KEY_PREVIOUS and run this again, or enter the password again.")

@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..jobs import job_settings, queue
-from . import service
+from .actions import check_all_clocks
+from .runs import create_job, run_job
 from .models import Router, RouterJob
 
 # The longest a router job may take before rq gives up on it.
@@ -19,7 +20,7 @@ JOB_TIMEOUT_S = 600
 def enqueue(session: Session, settings: Settings, router: Router, action: str,
             requested_by: str | None = None) -> RouterJob:
     """Record a queued job for ``router`` and hand it to the rq worker; commits."""
-    job = service.create_job(session, router, action, requested_by)
+    job = create_job(session, router, action, requested_by)
     session.commit()
     rq_job = queue(settings).enqueue(run_router_job, job.id, job_timeout=JOB_TIMEOUT_S,
                                      description=f"{action} router {router.name}")
@@ -31,10 +32,10 @@ def enqueue(session: Session, settings: Settings, router: Router, action: str,
 def run_router_job(job_id: int) -> str:
     """Run one queued router job (provision, check or remove); returns its final state."""
     settings = job_settings()
-    return service.run_job(settings.DATABASE_URL, settings, job_id).state
+    return run_job(settings.DATABASE_URL, settings, job_id).state
 
 
 def check_all_routers() -> dict[str, str]:
     """Periodic: read every router's NTP state and clock skew into ``ispflow.routers``."""
     settings = job_settings()
-    return service.check_all_clocks(settings.DATABASE_URL, settings)
+    return check_all_clocks(settings.DATABASE_URL, settings)

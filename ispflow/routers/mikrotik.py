@@ -27,7 +27,8 @@ from datetime import datetime, timedelta, timezone
 
 from .base import (
     ACTIVE_TIMEOUT_S, INACTIVE_TIMEOUT_S, ApplyResult, AuthenticationFailed, ClockState, CommandRefused,
-    ExportConfig, RouterDriver, RouterError, Timeout, Unreachable, Unsupported, Verification, register,
+    ExportConfig, RouterDriver, RouterError, Timeout, Unreachable, Unsupported, Verification, pin_mismatch,
+    register,
 )
 
 # From this version targets take dst-address + port and version=ipfix is offered.
@@ -113,13 +114,16 @@ class MikroTikDriver(RouterDriver):
         pool = routeros_api.RouterOsApiPool(
             self.spec.host, username=self.spec.username, password=self.spec.password, port=self.port,
             plaintext_login=True, use_ssl=self.spec.use_tls,
-            # RouterOS's API-SSL certificate is self-signed on almost every router.
-            ssl_verify=False, ssl_verify_hostname=False,
+            # RouterOS's API-SSL certificate is self-signed on almost every router: it is pinned
+            # instead, checked right after the handshake and before the login is sent.
+            ssl_context=_pinning_context(self, where) if self.spec.use_tls else None,
         )
         pool.socket_timeout = self.spec.timeout
         self._pool = pool
         try:
             self._api = pool.get_api()
+        except RouterError:
+            raise
         except Exception as exc:  # noqa: BLE001  (mapped to our errors, password never shown)
             raise self._translate(exc, "logging in") from None
         resource = self._call("/system/resource", "print")
@@ -439,3 +443,25 @@ def _text(value) -> str:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def _pinning_context(driver: "MikroTikDriver", where: str):
+    """A TLS client context that records the router's certificate and refuses one not pinned."""
+    import hashlib
+    import ssl
+
+    class PinningContext(ssl.SSLContext):
+        def wrap_socket(self, sock, *args, **kwargs):
+            wrapped = super().wrap_socket(sock, *args, **kwargs)
+            presented = "tls-sha256 " + hashlib.sha256(wrapped.getpeercert(binary_form=True)).hexdigest()
+            driver.presented_key = presented
+            pinned = driver.spec.pinned_key
+            if pinned and pinned != presented:
+                wrapped.close()
+                raise pin_mismatch(where, pinned, presented)
+            return wrapped
+
+    context = PinningContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

@@ -36,6 +36,10 @@ class Router(Base):
     clock_skew_s: Mapped[float | None]
     checked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     last_error: Mapped[str | None]
+    # The API-SSL certificate or SSH host key the router presented when first reached
+    # (see RouterDriver.presented_key); a different one is refused until an admin re-pins.
+    pinned_key: Mapped[str | None]
+    pinned_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     @property
     def interface_list(self) -> tuple[str, ...]:

@@ -8,6 +8,12 @@ however many rows. COPY takes no bind parameters: the query is rendered by psyco
 The file is UTF-8 with a byte-order mark, so spreadsheets (Excel in particular) read account
 names with diacritics correctly; times are ISO 8601 in the ISP's time zone with their offset.
 The SHA-256 covers the file's bytes exactly as written, BOM included.
+
+Because spreadsheets open it, text that people chose (account, service and exporter names)
+could be read as a formula. Such cells are neutralised the way OWASP recommends: a cell
+starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a single quote in front
+and is always quoted. The manifest says so; removing that one quote gives back the stored
+value exactly.
 """
 from __future__ import annotations
 
@@ -23,13 +29,37 @@ from .query import address_condition, common_conditions, subscriber_scope
 
 BOM = "\ufeff".encode()
 
+# Columns holding free text that people chose, neutralised against formula injection.
+TEXT_COLUMNS = ("account_id", "service_id", "exporter")
+# What a spreadsheet reads as the start of a formula (OWASP's list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NEUTRALISATION = (
+    "Cells of " + ", ".join(TEXT_COLUMNS) + " that begin with =, +, -, @, tab or carriage return have a single "
+    "quote (') put in front and are always quoted (OWASP's advice against CSV formula injection); remove that "
+    "one leading quote to recover the stored value exactly."
+)
+
+
+def neutralised_cell(value):
+    """A CSV cell a spreadsheet will not run: text starting like a formula gets a quote in front."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _neutralised(expression: str) -> str:
+    """``neutralised_cell`` in SQL, for the exports PostgreSQL writes itself (COPY)."""
+    starts = ", ".join("E'" + c.encode("unicode_escape").decode() + "'" for c in FORMULA_STARTS)
+    quote = "''''"  # SQL for a string of one single quote
+    return f"case when left({expression}, 1) in ({starts}) then {quote} || {expression} else {expression} end"
+
 # (CSV header, SQL expression over the flow f and its exporter e); the session time zone is
 # the ISP's during the export, so to_char shows local time with its offset.
 COLUMNS = [
     ("connection_type", "case when family(f.src_addr) = 6 then 'IPv6/' else 'IPv4/' end "
                         "|| upper((%(protocol_names)s::text[])[f.protocol + 1])"),
-    ("account_id", "f.account"),
-    ("service_id", "f.service"),
+    ("account_id", _neutralised("f.account")),
+    ("service_id", _neutralised("f.service")),
     ("start", "to_char(f.ts_start, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSTZH:TZM')"),
     ("end", "to_char(f.ts_end, 'YYYY-MM-DD\"T\"HH24:MI:SS.MSTZH:TZM')"),
     ("duration_s", "round(extract(epoch from f.ts_end - f.ts_start), 3)"),
@@ -44,7 +74,7 @@ COLUMNS = [
     ("direction", "f.direction"),
     ("in_if", "f.in_if"),
     ("out_if", "f.out_if"),
-    ("exporter", "coalesce(e.name, host(e.address))"),
+    ("exporter", _neutralised("coalesce(e.name, host(e.address))")),
     # The translation reported in the flow record itself (MikroTik, Cisco ASA NSEL); empty otherwise.
     ("post_nat_src_addr", "host(f.post_nat_src_addr)"),
     ("post_nat_src_port", "f.post_nat_src_port"),
@@ -129,8 +159,9 @@ def write_csv(dbapi_conn, criteria: Criteria, target, *, zone_name: str, progres
         for number, (start, end) in enumerate(days(criteria.start, criteria.end)):
             sql, params = export_sql(replace(criteria, start=start, end=end), scope)
             header = ", header" if number == 0 else ""
-            cursor.copy_expert(f"copy ({cursor.mogrify(sql, params).decode()}) to stdout with (format csv{header})",
-                               writer)
+            quoted = ", ".join(f'"{name}"' for name in TEXT_COLUMNS)
+            cursor.copy_expert(f"copy ({cursor.mogrify(sql, params).decode()}) to stdout "
+                               f"with (format csv{header}, force_quote ({quoted}))", writer)
             rows += cursor.rowcount
     writer.flush()
     return ExportResult(rows, writer.sha256.hexdigest(), writer.size)
@@ -159,12 +190,24 @@ def manifest(criteria: Criteria, *, requested_by: str, role: str, result: Export
         "time_zone": zone_name,
         "columns": HEADER,
         "encoding": "UTF-8 with byte-order mark; times ISO 8601 with offset",
+        "formula_neutralisation": NEUTRALISATION,
     }
+
+
+def private_file(path: str) -> int:
+    """A new file only its owner may read (exports are evidence about subscribers); a descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+
+def private_directory(path: str) -> None:
+    """Create ``path`` (mode 0700) if needed and take away other users' access to it."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 def write_manifest(path: str, data: dict) -> None:
     temporary = path + ".part"
-    with open(temporary, "w", encoding="utf-8") as out:
+    with open(private_file(temporary), "w", encoding="utf-8") as out:
         json.dump(data, out, indent=2, ensure_ascii=False)
         out.write("\n")
     os.replace(temporary, path)

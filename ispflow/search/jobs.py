@@ -18,7 +18,7 @@ from ..database import engine_for, raw_connection
 from ..jobs import job_settings, queue
 from ..module_settings import load
 from .criteria import Criteria
-from .export import manifest, write_csv, write_manifest
+from .export import manifest, private_directory, private_file, write_csv, write_manifest
 from .query import totals
 
 # Exports up to this many rows are written during the request; larger ones go to the worker.
@@ -67,7 +67,7 @@ def run_export(export_id: int, settings: Settings | None = None) -> dict:
                      criteria={**criteria.to_json(), "export_id": export_id}, case_ref=criteria.case_ref,
                      row_count=expected)
     csv_path, manifest_path = file_paths(settings, export_id)
-    os.makedirs(settings.EXPORT_DIR, exist_ok=True)
+    private_directory(settings.EXPORT_DIR)
     partial = csv_path + ".part"
 
     def progress(rows: int) -> None:
@@ -78,7 +78,7 @@ def run_export(export_id: int, settings: Settings | None = None) -> dict:
     try:
         dbapi = raw_connection(settings.DATABASE_URL)
         try:
-            with open(partial, "wb") as out:
+            with open(private_file(partial), "wb") as out:
                 result = write_csv(dbapi, criteria, out, zone_name=module.timezone, progress=progress)
             dbapi.rollback()
         finally:

@@ -14,6 +14,7 @@ from ..database import engine_for
 from ..geoip import geoip
 from ..module_settings import load
 from ..search.criteria import parse_moment
+from ..search.export import neutralised_cell
 from .detect import KIND_LABELS, KINDS
 from .findings import analyse_period, coverage, grouped_findings
 
@@ -61,7 +62,8 @@ def findings(start, end, kind, output, analyse, limit):
     elif output == "csv":
         writer = csv.DictWriter(sys.stdout, COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(records)
+        # Account names and GeoIP AS names are text others chose: no cell may run as a formula.
+        writer.writerows({key: neutralised_cell(value) for key, value in record.items()} for record in records)
     else:
         for r in records:
             click.echo(f"{r['score']:>8.1f}  {KIND_LABELS[r['kind']]:<24} {r['subject']:<18} {r['hours']:>3} h  "

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -12,6 +12,10 @@ from ..database import Base
 from ..roles import ADMIN, CUSTOMER, ROLES, CurrentUser
 
 MIN_PASSWORD_LENGTH = 10
+# The first admin's one-time password is printed on a terminal; it stops working after this.
+ONE_TIME_PASSWORD_VALID = timedelta(hours=24)
+# Checked when the user name is unknown, so that answer costs what a known user's costs.
+_UNKNOWN_USER_HASH = generate_password_hash(secrets.token_urlsafe(16))
 
 
 class User(Base):
@@ -24,11 +28,21 @@ class User(Base):
     account: Mapped[str | None]
     active: Mapped[bool] = mapped_column(default=True)
     must_change_password: Mapped[bool] = mapped_column(default=False)
+    # Sessions carry the generation they were opened in; raising it revokes them all.
+    session_generation: Mapped[int] = mapped_column(default=0)
+    password_expires_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
     def set_password(self, password: str) -> None:
+        """Replace the password; every session opened before ends (see ``session_generation``)."""
         check_password_strength(password)
         self.password_hash = generate_password_hash(password)
+        self.password_expires_at = None
+        self.session_generation = (self.session_generation or 0) + 1
+
+    def password_expired(self, now: datetime | None = None) -> bool:
+        now = now or datetime.now(timezone.utc)
+        return self.password_expires_at is not None and self.password_expires_at <= now
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
@@ -61,17 +75,35 @@ def create_user(session: Session, username: str, password: str, role: str, accou
     return user
 
 
+class PasswordExpired(ValueError):
+    """The right one-time password, too late; the message says how to get another."""
+
+
 def authenticate(session: Session, username: str, password: str) -> User | None:
+    """The user these credentials belong to, or None; the password hash is checked in every
+    case (unknown, inactive or expired user too) so the answer takes as long either way."""
     user = session.execute(sa.select(User).where(User.username == username)).scalar_one_or_none()
-    if user is None or not user.active or not user.check_password(password):
+    matches = check_password_hash(user.password_hash if user is not None else _UNKNOWN_USER_HASH, password)
+    if user is None or not matches or not user.active:
         return None
+    if user.password_expired():
+        raise PasswordExpired("This one-time password has expired; an admin issues a new one with "
+                              "`ispflow users reset-password NAME`.")
     return user
+
+
+def issue_one_time_password(user: User) -> str:
+    """A new random password valid for ONE_TIME_PASSWORD_VALID, to be replaced at the first login."""
+    password = secrets.token_urlsafe(12)
+    user.set_password(password)
+    user.must_change_password = True
+    user.password_expires_at = datetime.now(timezone.utc) + ONE_TIME_PASSWORD_VALID
+    return password
 
 
 def ensure_admin(session: Session, username: str = "admin") -> str | None:
     """Create the first admin with a random one-time password, returned once; None if one exists."""
     if session.execute(sa.select(User.id).where(User.role == ADMIN)).first():
         return None
-    password = secrets.token_urlsafe(12)
-    create_user(session, username, password, ADMIN, must_change_password=True)
-    return password
+    user = create_user(session, username, secrets.token_urlsafe(12), ADMIN)
+    return issue_one_time_password(user)

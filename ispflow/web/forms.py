@@ -1,13 +1,14 @@
 """WTForms with CSRF protection bound to the Flask session, for every form ispflow shows."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 from flask import current_app, request, session
 from werkzeug.datastructures import CombinedMultiDict
 from wtforms import Form
 from wtforms.csrf.session import SessionCSRF
+
+from ..keys import derive
 
 
 class CSRFForm(Form):
@@ -20,10 +21,11 @@ class CSRFForm(Form):
 
         @property
         def csrf_secret(self):
-            secret = current_app.config.get("SECRET_KEY") or ""
+            # ispflow's own secret when it has one, else the host's: either way a key of its own.
+            secret = current_app.config.get("ISPFLOW_SECRET_KEY") or current_app.config.get("SECRET_KEY") or ""
             if not secret:
                 raise RuntimeError("SECRET_KEY is needed for CSRF protection")
-            return hashlib.sha256(("ispflow-csrf:" + str(secret)).encode()).digest()
+            return derive(str(secret), "csrf")
 
         @property
         def csrf_context(self):

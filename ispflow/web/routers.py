@@ -14,8 +14,11 @@ from wtforms.validators import InputRequired, NumberRange, Optional
 from ..config import ConfigError
 from ..extension import session, settings
 from ..roles import ADMIN, TECHNICIAN
-from ..routers import service
-from ..routers.base import driver_for, vendors
+from ..routers.inventory import add_router, collector_of, preview, repin, update_router
+from ..routers.runs import JobRefused
+from ..routers.status import router_statuses
+from ..routers.validation import InvalidRouter
+from ..routers.base import driver_for, fingerprint, vendors
 from ..routers.jobs import enqueue
 from ..routers.models import Router, RouterJob
 from . import blueprint
@@ -53,7 +56,7 @@ class RouterForm(CSRFForm):
     def values(self) -> dict:
         return {name: getattr(self, name).data for name in FIELDS}
 
-    def explain(self, exc: service.InvalidRouter) -> None:
+    def explain(self, exc: InvalidRouter) -> None:
         field = getattr(self, exc.field, None)
         if field is None:
             flash(str(exc), "error")
@@ -72,7 +75,7 @@ def _router_or_404(router_id: int) -> Router:
 @menu_entry("Routers", *ROUTER_ROLES)
 @roles_required(*ROUTER_ROLES)
 def routers():
-    rows = service.router_statuses(session())
+    rows = router_statuses(session())
     return render_template("ispflow/routers.html", rows=rows, export_target=settings().EXPORT_TARGET)
 
 
@@ -82,8 +85,8 @@ def router_new():
     form = RouterForm.from_request()
     if form.submitted_and_valid():
         user = current_user()
-        router = _saved(form, lambda db: service.add_router(db, settings(), password=form.password.data or "",
-                                                            actor=user.name, role=user.role, **form.values()))
+        router = _saved(form, lambda db: add_router(db, settings(), password=form.password.data or "",
+                                                    actor=user.name, role=user.role, **form.values()))
         if router is not None:
             flash(f"Added router {router.name}. Check the commands below, then provision it.", "success")
             return redirect(url_for(".router_page", router_id=router.id))
@@ -96,7 +99,7 @@ def _saved(form, change):
     db = session()
     try:
         result = change(db)
-    except service.InvalidRouter as exc:
+    except InvalidRouter as exc:
         db.rollback()
         form.explain(exc)
         return None
@@ -118,7 +121,7 @@ def router_edit(router_id: int):
         form = RouterForm(formdata=None, **{name: getattr(router, name) for name in FIELDS})
     if form.submitted_and_valid():
         user = current_user()
-        saved = _saved(form, lambda db: service.update_router(db, settings(), router, actor=user.name, role=user.role,
+        saved = _saved(form, lambda db: update_router(db, settings(), router, actor=user.name, role=user.role,
                                                              password=form.password.data or None, **form.values()))
         if saved is not None:
             flash(f"Saved {router.name}. Provision it again to apply the changes.", "success")
@@ -132,20 +135,37 @@ def router_edit(router_id: int):
 def router_page(router_id: int):
     db = session()
     router = _router_or_404(router_id)
-    status = service.router_statuses(db, [router])[0]
-    commands, plan_error = service.preview(router, settings())
+    status = router_statuses(db, [router])[0]
+    commands, plan_error = preview(router, settings())
     jobs = list(db.execute(
         sa.select(RouterJob).where(RouterJob.router_id == router.id).order_by(RouterJob.id.desc()).limit(10)
     ).scalars())
     shown = next((j for j in jobs if str(j.id) == request.args.get("job")), jobs[0] if jobs else None)
     return render_template("ispflow/routers_page.html", router=router, status=status, commands=commands,
                            plan_error=plan_error, jobs=jobs, job=shown, action_form=CSRFForm(),
-                           collector=_collector_text(router))
+                           collector=_collector_text(router), plain_api=status.plain_api,
+                           pinned=fingerprint(router.pinned_key), can_repin=current_user().role == ADMIN)
+
+
+@blueprint.route("/routers/<int:router_id>/repin", methods=["POST"])
+@roles_required(ADMIN)
+def router_repin(router_id: int):
+    """Forget the pinned certificate or host key; the next connection pins what it finds (audited)."""
+    router = _router_or_404(router_id)
+    if not CSRFForm.from_request().validate():
+        flash("The form expired; reload the page and try again.", "error")
+        return redirect(url_for(".router_page", router_id=router.id))
+    user = current_user()
+    repin(session(), router, actor=user.name, role=user.role)
+    session().commit()
+    flash(f"{router.name} will be pinned again at its next connection; compare what it shows with the router.",
+          "success")
+    return redirect(url_for(".router_page", router_id=router.id))
 
 
 def _collector_text(router: Router) -> str:
     try:
-        host, port = service.collector_of(router, settings())
+        host, port = collector_of(router, settings())
     except ConfigError as exc:
         return str(exc)
     return f"{host}:{port}"
@@ -162,7 +182,7 @@ def router_action(router_id: int, action: str):
     db = session()
     try:
         job = enqueue(db, settings(), router, action, requested_by=current_user().name)
-    except service.JobRefused as exc:
+    except JobRefused as exc:
         db.rollback()
         flash(str(exc), "error")
         return redirect(url_for(".router_page", router_id=router.id))

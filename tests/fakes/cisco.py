@@ -24,14 +24,14 @@ import paramiko
 
 from .listener import Listener
 
-_HOST_KEY = None
+_HOST_KEYS: dict[str, paramiko.PKey] = {}
 
 
-def host_key():
-    global _HOST_KEY
-    if _HOST_KEY is None:
-        _HOST_KEY = paramiko.RSAKey.generate(2048)
-    return _HOST_KEY
+def host_key(identity: str = "router") -> paramiko.PKey:
+    """One stable key per identity for the whole test run; another identity is an impostor."""
+    if identity not in _HOST_KEYS:
+        _HOST_KEYS[identity] = paramiko.RSAKey.generate(2048)
+    return _HOST_KEYS[identity]
 
 
 SHOW_VERSION = {
@@ -55,8 +55,9 @@ class FakeCisco(Listener):
     def __init__(self, platform: str = "ios", username: str = "netops", password: str = "secret",
                  enable_password: str | None = None, ntp: str = "synchronized", clock_offset_s: float = 0.0,
                  interfaces: tuple[str, ...] | None = None, hang_after: int | None = None,
-                 timezone_config: tuple[str, int] | None = None):
+                 timezone_config: tuple[str, int] | None = None, identity: str = "router"):
         super().__init__()
+        self.identity = identity
         assert platform in ("ios", "xe", "nxos")
         self.platform = platform
         self.username, self.password = username, password
@@ -69,6 +70,7 @@ class FakeCisco(Listener):
                 "GigabitEthernet0/0", "GigabitEthernet0/1")
         self.hang_after = hang_after  # stop answering after this many lines typed
         self.lines_typed: list[str] = []
+        self.passwords_received: list[str] = []  # every password offered at login, for assertions
         self.saved = 0  # how many times the configuration was saved
         # Running configuration: top-level lines with their (indented) children, in order.
         self.config: list[list] = [[f"hostname {self.hostname}", []]]
@@ -83,12 +85,18 @@ class FakeCisco(Listener):
 
     # -- server ------------------------------------------------------------------------
     def start(self) -> "FakeCisco":
-        host_key()
+        host_key(self.identity)
         return super().start()
+
+    @property
+    def key_text(self) -> str:
+        """The host key as ispflow pins it."""
+        key = host_key(self.identity)
+        return f"{key.get_name()} {key.get_base64()}"
 
     def _serve(self, conn):
         transport = paramiko.Transport(conn)
-        transport.add_server_key(host_key())
+        transport.add_server_key(host_key(self.identity))
         server = _Auth(self)
         try:
             transport.start_server(server=server)
@@ -134,6 +142,7 @@ class _Auth(paramiko.ServerInterface):
         return "password"
 
     def check_auth_password(self, username, password):
+        self.fake.passwords_received.append(password)
         if username == self.fake.username and password == self.fake.password:
             return paramiko.AUTH_SUCCESSFUL
         return paramiko.AUTH_FAILED
@@ -437,6 +446,8 @@ class _Shell:
                 allowed += [r"cache timeout (active|inactive) \d+"]
         if not any(re.fullmatch(p, body) for p in allowed):
             raise Invalid("invalid")
+        if body.startswith("source ") and not fake.block(f"interface {body.split(maxsplit=1)[1]}"):
+            raise Invalid("invalid")  # the export's source must be an interface of this box
         if self.mode == "config-flow-monitor" and not negate:
             kind, name = body.split(maxsplit=1)
             if kind in ("exporter", "record") and not fake.block(f"flow {kind} {name}"):

@@ -47,7 +47,7 @@ class Trap(Exception):
 
 class FakeRouterOS(Listener):
     def __init__(self, version: str = "7.12.1 (stable)", username: str = "admin", password: str = "secret",
-                 ntp: str = "synchronized", clock_offset_s: float = 0.0, tls: bool = False,
+                 ntp: str = "synchronized", clock_offset_s: float = 0.0, tls: bool = False, identity: str = "router",
                  interfaces: tuple[str, ...] = ("ether1", "ether2", "bridge"), hang_after: int | None = None):
         super().__init__()
         self.version = version
@@ -56,6 +56,7 @@ class FakeRouterOS(Listener):
         self.ntp = ntp  # synchronized | unsynchronized | disabled
         self.clock_offset = timedelta(seconds=clock_offset_s)
         self.tls = tls
+        self.identity = identity  # whose certificate API-SSL presents; another identity is an impostor
         self.known_interfaces = interfaces
         self.hang_after = hang_after  # stop answering after this many commands (login counts)
         self.commands: list[tuple[str, dict]] = []  # every command received, for assertions
@@ -67,12 +68,17 @@ class FakeRouterOS(Listener):
         self._next_id = 1
 
     @property
+    def key_text(self) -> str:
+        """The API-SSL certificate as ispflow pins it."""
+        return certificate_key_text(self.identity)
+
+    @property
     def new_targets(self) -> bool:
         return self.v >= (6, 43)
 
     # -- server ------------------------------------------------------------------------------
     def start(self) -> "FakeRouterOS":
-        self._context = _tls_context() if self.tls else None
+        self._context = _tls_context(self.identity) if self.tls else None
         return super().start()
 
     def _serve(self, conn: socket.socket):
@@ -350,13 +356,22 @@ class _Session:
         return data
 
 
-_TLS_FILES: tuple[str, str] | None = None
+_TLS_FILES: dict[str, tuple[str, str]] = {}
 
 
-def _tls_context() -> ssl.SSLContext:
+def certificate_key_text(identity: str = "router") -> str:
+    """The certificate of ``identity`` as ispflow pins it."""
+    import hashlib
+
+    _tls_context(identity)
+    with open(_TLS_FILES[identity][0]) as f:
+        pem = f.read()
+    return "tls-sha256 " + hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def _tls_context(identity: str = "router") -> ssl.SSLContext:
     """A server context with a self-signed certificate, as RouterOS's API-SSL usually has."""
-    global _TLS_FILES
-    if _TLS_FILES is None:
+    if identity not in _TLS_FILES:
         import tempfile
 
         from cryptography import x509
@@ -377,7 +392,7 @@ def _tls_context() -> ssl.SSLContext:
         with open(key_path, "wb") as f:
             f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()))
-        _TLS_FILES = (cert_path, key_path)
+        _TLS_FILES[identity] = (cert_path, key_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*_TLS_FILES)
+    context.load_cert_chain(*_TLS_FILES[identity])
     return context

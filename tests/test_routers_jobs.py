@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session
 
 from .fakes.fixtures import ENCRYPTION_KEY, TIMEOUT_S
 from ispflow.config import ConfigError, Settings
-from ispflow.routers import service
+from ispflow.routers import actions, inventory, runs, status
+from ispflow.routers.validation import InvalidRouter
 from ispflow.routers.crypto import CredentialsUnreadable, decrypt
 from ispflow.routers.models import Router, RouterJob
 from ispflow.signals import router_provisioned
@@ -25,15 +26,15 @@ def add(db, settings, fake=None, **overrides):
     values = dict(name="edge-1", vendor="mikrotik", host="127.0.0.1", port=fake.port if fake else 8728,
                   username="admin", password=PASSWORD, collector="192.0.2.10:2055", timeout_s=TIMEOUT_S)
     values.update(overrides)
-    router = service.add_router(db, settings, **values)
+    router = inventory.add_router(db, settings, **values)
     db.commit()
     return router
 
 
 def run(db, settings, router, action):
-    job = service.create_job(db, router, action, requested_by="tester")
+    job = runs.create_job(db, router, action, requested_by="tester")
     db.commit()
-    done = service.run_job(settings.DATABASE_URL, settings, job.id)
+    done = runs.run_job(settings.DATABASE_URL, settings, job.id)
     db.expire_all()
     return done
 
@@ -69,7 +70,7 @@ def test_without_any_key_passwords_cannot_be_stored(db):
     ({"password": ""}, "password", "Enter the password"),
 ])
 def test_bad_fields_are_named_with_a_reason(db, settings, overrides, field, message):
-    with pytest.raises(service.InvalidRouter) as failure:
+    with pytest.raises(InvalidRouter) as failure:
         add(db, settings, **overrides)
     assert failure.value.field == field
     assert message in str(failure.value)
@@ -77,13 +78,13 @@ def test_bad_fields_are_named_with_a_reason(db, settings, overrides, field, mess
 
 def test_a_second_router_with_the_same_name_is_refused(db, settings):
     add(db, settings)
-    with pytest.raises(service.InvalidRouter, match="exists already"):
+    with pytest.raises(InvalidRouter, match="exists already"):
         add(db, settings)
 
 
 def test_updating_without_a_password_keeps_the_stored_one(db, settings):
     router = add(db, settings)
-    service.update_router(db, settings, router, password="", interfaces="ether1")
+    inventory.update_router(db, settings, router, password="", interfaces="ether1")
     db.commit()
     assert decrypt(settings, router.secret) == PASSWORD
     assert router.interfaces == "ether1"
@@ -134,7 +135,7 @@ def test_reprovisioning_after_a_collector_change_updates_the_target(db, settings
     fake = mikrotik(password=PASSWORD)
     router = add(db, settings, fake)
     run(db, settings, router, "provision")
-    service.update_router(db, settings, db.get(Router, router.id), collector="192.0.2.77:4739")
+    inventory.update_router(db, settings, db.get(Router, router.id), collector="192.0.2.77:4739")
     db.commit()
     job = run(db, settings, db.get(Router, router.id), "provision")
     assert job.state == "finished", job.message
@@ -182,10 +183,10 @@ def test_removal_job_unverifies_the_router(db, settings, mikrotik):
 
 def test_a_second_job_while_one_is_queued_is_refused(db, settings):
     router = add(db, settings)
-    service.create_job(db, router, "provision")
+    runs.create_job(db, router, "provision")
     db.commit()
-    with pytest.raises(service.JobRefused, match="already"):
-        service.create_job(db, router, "check")
+    with pytest.raises(runs.JobRefused, match="already"):
+        runs.create_job(db, router, "check")
 
 
 @pytest.mark.parametrize("ntp, synced", [("synchronized", True), ("unsynchronized", False), ("disabled", False)])
@@ -210,7 +211,7 @@ def test_periodic_clock_check_covers_every_router_and_survives_a_dead_one(db, se
     dead = mikrotik(password=PASSWORD)
     dead.stop()
     add(db, settings, dead, name="dead")
-    outcome = service.check_all_clocks(settings.DATABASE_URL, settings)
+    outcome = actions.check_all_clocks(settings.DATABASE_URL, settings)
     assert set(outcome) == {"mt", "ios", "dead"}
     assert outcome["dead"].startswith("check failed: Cannot reach")
     by_name = {r.name: r for r in db.execute(sa.select(Router)).scalars()}
@@ -227,13 +228,13 @@ def test_exporting_means_flows_from_the_router_address_arrived_recently(db, sett
         conn.execute(sa.text("insert into ispflow.exporters (address, last_flow_at) values "
                              "('192.0.2.1', :fresh), ('192.0.2.2', :stale)"),
                      {"fresh": now - timedelta(seconds=30), "stale": now - timedelta(hours=1)})
-    statuses = {s.router.name: s.exporting for s in service.router_statuses(db)}
+    statuses = {s.router.name: s.exporting for s in status.router_statuses(db)}
     assert statuses == {"fresh": True, "stale": False, "silent": False}
 
 
 def test_the_preview_is_available_without_the_password(db, settings):
     router = add(db, settings)
-    commands, problem = service.preview(router, Settings.from_env({}))  # no key: nothing decrypted
+    commands, problem = inventory.preview(router, Settings.from_env({}))  # no key: nothing decrypted
     assert problem is None
     assert commands[0] == "/ip traffic-flow target add dst-address=192.0.2.10 port=2055 version=9"
 
@@ -249,7 +250,26 @@ def test_changing_the_export_unverifies_the_router_but_renaming_does_not(db, set
     router = add(db, settings, mikrotik(password=PASSWORD))
     run(db, settings, router, "provision")
     router = db.get(Router, router.id)
-    service.update_router(db, settings, router, name="edge-renamed")
+    inventory.update_router(db, settings, router, name="edge-renamed")
     assert router.verified is True
-    service.update_router(db, settings, router, netflow_version="5")
+    inventory.update_router(db, settings, router, netflow_version="5")
     assert router.verified is False
+
+
+@pytest.mark.parametrize("change", [{"host": "192.0.2.99"}, {"port": 9999}, {"username": "someone-else"},
+                                    {"use_tls": True}, {"vendor": "cisco_ios", "interfaces": "Gi0/0"}])
+def test_the_stored_password_is_not_kept_for_a_new_destination(db, settings, change):
+    router = add(db, settings)
+    with pytest.raises(InvalidRouter) as failure:
+        inventory.update_router(db, settings, router, password="", **change)
+    assert failure.value.field == "password"
+    assert "Enter the password again" in str(failure.value)
+    db.rollback()
+    assert db.get(Router, router.id).host == "127.0.0.1"
+
+
+def test_a_new_destination_with_the_password_entered_again_is_saved(db, settings):
+    router = add(db, settings)
+    inventory.update_router(db, settings, router, password="entered-again", host="192.0.2.99")
+    db.commit()
+    assert router.host == "192.0.2.99" and decrypt(settings, router.secret) == "entered-again"
