@@ -11,12 +11,12 @@ Rebuilding the indexes reads every chunk once: on a large database run the upgra
 hour.
 
 Revision ID: perf_address_indexes
-Revises: security_findings_alerts
+Revises: hardening_security
 """
 from alembic import op
 
 revision = "perf_address_indexes"
-down_revision = "security_findings_alerts"
+down_revision = "hardening_security"
 branch_labels = None
 depends_on = None
 
