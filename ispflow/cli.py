@@ -5,6 +5,7 @@ sentence on stderr and exit status 2, never a traceback.
 """
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import click
@@ -234,6 +235,29 @@ cli.add_command(_findings_command)
 from .alerts.commands import alerts_group  # noqa: E402
 
 cli.add_command(alerts_group)
+
+
+# --- production -----------------------------------------------------------------------------
+@cli.command("install-units")
+@click.option("--dir", "target_dir", default="/etc/systemd/system", show_default=True,
+              help="Where the unit files go.")
+@click.option("--env-file", default="/etc/ispflow/ispflow.env", show_default=True,
+              help="The ISPFLOW_* settings of the units; written from this environment if missing.")
+@click.option("--user", default="ispflow", show_default=True, help="System user the units run as.")
+@click.option("--panel-bind", default="127.0.0.1:5000", show_default=True, help="HOST:PORT gunicorn binds.")
+@click.option("--no-user", is_flag=True, help="Do not create the user nor chown its directories.")
+@click.option("--no-enable", is_flag=True, help="Write the units but do not enable or start them.")
+def install_units(target_dir, env_file, user, panel_bind, no_user, no_enable):
+    """Write systemd units for the collector, the worker and the panel (ispflow-*.service),
+    enable and start them. (scripts/install-services.sh installs PostgreSQL and Redis.)"""
+    from .config import Settings
+    from .service_units import install
+
+    try:
+        install(target_dir, Settings.from_env(), env_file, user, panel_bind, create_user=not no_user,
+                enable=not no_enable, log=click.echo)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        fail(f"could not install the units ({exc}); run as root or pass --no-user and a writable --dir.")
 
 
 def main():

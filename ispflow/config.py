@@ -84,6 +84,12 @@ class Settings:
     LOGIN_URL: str = setting("", doc="Where anonymous users are sent; empty means HTTP 401.")
     QUEUE_NAME: str = setting("ispflow", doc="rq queue for ispflow's jobs.")
     COLLECTOR_LISTEN: tuple[str, ...] = setting(("0.0.0.0:2055",), _list, "UDP addresses the collector binds.")
+    COLLECTOR_METRICS_LISTEN: str = setting(
+        "", doc="HOST:PORT where the collector serves Prometheus metrics (/metrics); empty: none."
+    )
+    METRICS_TOKEN: str = setting(
+        "", doc="Bearer token Prometheus sends to the panel's /metrics; empty: staff sessions only."
+    )
     EXPORT_TARGET: str = setting(
         "", doc="HOST:PORT routers are told to export NetFlow to (module settings may override it)."
     )

@@ -17,6 +17,7 @@ import redis
 import sqlalchemy as sa
 
 from . import module_settings
+from .collector.sflow import SFLOW_VERSION_CODE
 from .config import Settings
 from .database import engine_for
 from .signals import collector_down
@@ -28,6 +29,9 @@ FLOWS_RECENT = timedelta(minutes=10)
 FAILED_JOBS_SHOWN = 10
 CACHE_SECONDS = 5.0
 LIVENESS_KEY = "ispflow:liveness:state"   # the liveness job's last verdict, to send signals on changes
+
+# exporters.netflow_version as people name the formats
+EXPORT_FORMATS = {5: "NetFlow v5", 9: "NetFlow v9", 10: "IPFIX", SFLOW_VERSION_CODE: "sFlow v5"}
 
 ACTIVE_HEADLINE = "NetFlow is enabled"
 INACTIVE_HEADLINE = "NetFlow is not active!"

@@ -143,6 +143,8 @@ ensure_redis() {
 ensure_test_tools() {
     # Real third-party NetFlow exporters and a reference collector for the collector tests.
     apt_install softflowd pmacct nfdump
+    # systemd-analyze checks the units `ispflow install-units` writes (no running systemd needed).
+    command -v systemd-analyze >/dev/null || apt_install systemd
 }
 
 # Sourced (by a test), the script only defines its functions.

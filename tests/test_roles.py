@@ -17,6 +17,7 @@ PAGES = {
     "/netflow/storage": {"admin"},
     "/netflow/routers": {"admin", "technician"},
     "/netflow/routers/new": {"admin", "technician"},
+    "/netflow/metrics": {"admin", "technician"},
     "/netflow/security": {"admin", "technician", "compliance"},
     "/netflow/security/settings": {"admin"},
     "/netflow/alerts": {"admin", "technician"},

@@ -47,7 +47,7 @@ def test_add_refuses_cisco_without_interfaces(runner):
     result = runner.invoke(routers_add, ["c1", "--vendor", "cisco_ios", "--host", "192.0.2.1", "--username", "u"],
                            input="pw\n")
     assert result.exit_code == 2
-    assert "--interfaces: Cisco routers need the interfaces to watch" in result.output
+    assert "--interfaces: Cisco IOS (classic NetFlow) routers need the interfaces to watch" in result.output
 
 
 def test_dry_run_prints_the_commands_and_changes_nothing(runner, mikrotik):

@@ -98,7 +98,7 @@ def test_cisco_without_interfaces_is_explained_at_the_interfaces_field(auth, cli
     page = client.post("/netflow/routers/new", data={**form_data(vendor="cisco_xe", port="22"),
                                                       "csrf_token": token}).data.decode()
     field = re.search(r'<div class="field">\s*<label for="interfaces".*?</div>', page, re.S).group(0)
-    assert "Cisco routers need the interfaces to watch" in field
+    assert "Cisco IOS-XE (Flexible NetFlow) routers need the interfaces to watch" in field
 
 
 def test_adding_a_router_shows_the_commands_it_will_get(auth, client, db_engine):

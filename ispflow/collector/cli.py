@@ -41,10 +41,17 @@ def collector_command(listen, writers, trust_first_exporter):
             parse_endpoint(value, listen=True)
     except ValueError as error:
         fail(f"--listen: {error}.")
+    metrics_listen = config["ISPFLOW_COLLECTOR_METRICS_LISTEN"] or None
+    if metrics_listen:
+        try:
+            parse_endpoint(metrics_listen, listen=True)
+        except ValueError as error:
+            fail(f"ISPFLOW_COLLECTOR_METRICS_LISTEN: {error}.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     collector = Collector(
         config["ISPFLOW_DATABASE_URL"], list(listen), config["ISPFLOW_SPOOL_DIR"], config["ISPFLOW_STATE_DIR"],
         spool_max_bytes=config["ISPFLOW_SPOOL_MAX_BYTES"], writers=writers, trust_first=trust_first_exporter,
+        metrics_listen=metrics_listen,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -54,6 +61,8 @@ def collector_command(listen, writers, trust_first_exporter):
     except OSError as error:
         fail(f"cannot listen on {', '.join(listen)} ({error.strerror or error}).")
     click.echo(f"ispflow collector: receiving on {', '.join(listen)} (ports {collector.ports()})", err=True)
+    if collector.metrics_port:
+        click.echo(f"ispflow collector: metrics on port {collector.metrics_port}", err=True)
     done.wait()
     click.echo("ispflow collector: stopping, storing what was received", err=True)
     collector.stop()

@@ -69,7 +69,8 @@ from dataclasses import dataclass, fields as dataclass_fields
 import numpy as np
 
 from ispflow.collector import fields as ie
-from ispflow.collector.batches import FlowBatch, NatBatch
+from ispflow.collector.batches import FlowBatch, NatBatch, concat
+from ispflow.collector.sflow import SflowDecoder, is_sflow
 from ispflow.collector.templates import (
     CTX_DOMAIN,
     CTX_EXPORT_US,
@@ -215,6 +216,7 @@ class FlowDecoder:
         self._held_bytes: dict[tuple[int, int], int] = {}
         self._next_expiry = 0.0
         self._v5_layout = self._layout(V5_LAYOUT_SPEC)
+        self.sflow = SflowDecoder()  # sFlow v5 arrives on the same sockets (ispflow.collector.sflow)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -224,6 +226,8 @@ class FlowDecoder:
             self.expire(received_at)
         if len(packet) < 2:
             raise DecodeError(f"packet of {len(packet)} bytes is too short for a NetFlow header")
+        if is_sflow(packet):
+            return self.sflow.feed(packet, exporter, received_at)
         (version,) = _VERSION.unpack_from(packet)
         try:
             if version == 5:
@@ -258,7 +262,11 @@ class FlowDecoder:
                 self._drop_records(ctx[:, CTX_EXPORTER], "addressless_records")
             else:
                 flow_parts.append(self._addressed(layout.decode_flows(arr, ctx, samplers)))
-        return _batch(FlowBatch, flow_parts, self._exporters), _batch(NatBatch, nat_parts, self._exporters)
+        flows = _batch(FlowBatch, flow_parts, self._exporters)
+        sampled = self.sflow.drain()
+        if len(sampled):
+            flows = concat([flows, sampled])
+        return flows, _batch(NatBatch, nat_parts, self._exporters)
 
     def take_dropped(self) -> Counter:
         """What was refused or dropped since the last call, by (exporter address, reason)."""

@@ -37,35 +37,38 @@ class ExporterRegistry:
     def __init__(self):
         self._ids: dict[str, int] = {}
         self._pending: dict[str, ExporterCounters] = {}
+        self.totals: dict[str, ExporterCounters] = {}  # since start, for the metrics endpoint
         self._lock = threading.Lock()
 
     def packet(self, address: str, version: int | None, records: int, lost: int, export_time: float | None,
                received_at: float, sampling_rate: int | None = None) -> None:
         with self._lock:
-            c = self._pending.setdefault(address, ExporterCounters())
-            c.packets += 1
-            c.flows += records
-            c.lost_flows += max(lost, 0)
-            c.last_seen = received_at
-            if records:
-                c.last_flow_at = received_at
-            if version is not None:
-                c.version = version
-            if export_time:
-                c.clock_skew_s = received_at - export_time
-            if sampling_rate:
-                c.sampling_rate = sampling_rate
+            for c in (self._pending.setdefault(address, ExporterCounters()),
+                      self.totals.setdefault(address, ExporterCounters())):
+                c.packets += 1
+                c.flows += records
+                c.lost_flows += max(lost, 0)
+                c.last_seen = received_at
+                if records:
+                    c.last_flow_at = received_at
+                if version is not None:
+                    c.version = version
+                if export_time:
+                    c.clock_skew_s = received_at - export_time
+                if sampling_rate:
+                    c.sampling_rate = sampling_rate
 
     def error(self, address: str, received_at: float, records: int = 0) -> None:
         """A malformed packet; ``records`` from its valid sets before the bad one were kept."""
         with self._lock:
-            c = self._pending.setdefault(address, ExporterCounters())
-            c.packets += 1
-            c.decode_errors += 1
-            c.last_seen = received_at
-            if records:
-                c.flows += records
-                c.last_flow_at = received_at
+            for c in (self._pending.setdefault(address, ExporterCounters()),
+                      self.totals.setdefault(address, ExporterCounters())):
+                c.packets += 1
+                c.decode_errors += 1
+                c.last_seen = received_at
+                if records:
+                    c.flows += records
+                    c.last_flow_at = received_at
 
     def dropped(self, address: str, reason: str, count: int = 1, received_at: float | None = None) -> None:
         """``count`` packets or records of ``address`` not stored, for ``reason``; a packet seen if ``received_at``."""

@@ -44,6 +44,7 @@ from .decoder import DecodeError, FlowDecoder, StateLimit
 from .enrich import EnrichedFlows, enrich
 from .exporters import ExporterRegistry
 from ..endpoints import parse_endpoint
+from .metrics import CollectorMetrics
 from .sockets import kernel_drops, open_udp, receive_buffer
 from .spool import Spool
 from .writer import copy_flows, copy_nat, encode, encode_nat
@@ -76,7 +77,7 @@ class Collector:
     def __init__(self, database_url: str, listen: list[str], spool_dir: str, state_dir: str,
                  spool_max_bytes: int = 1 << 30, writers: int = 2, flush_interval: float = 0.5,
                  max_batch: int = 50_000, heartbeat_interval: float = 5.0, directory_refresh: float = 60.0,
-                 name: str | None = None, trust_first: bool = False):
+                 name: str | None = None, trust_first: bool = False, metrics_listen: str | None = None):
         self.database_url = database_url
         self.dsn = psycopg2_dsn(database_url)
         self.listen = [parse_endpoint(value, listen=True) for value in listen]
@@ -111,8 +112,14 @@ class Collector:
         self.started_at = time.time()
         self.counters = dict(packets=0, bytes_received=0, records=0, flows_stored=0, nat_stored=0,
                              decode_errors=0, lost_flows=0, spooled_batches=0, replayed_batches=0,
-                             kernel_drops=0, spool_dropped_batches=0, untrusted_packets=0)
+                             kernel_drops=0, spool_dropped_batches=0, untrusted_packets=0,
+                             module_disabled_packets=0)
+        # Switched off in the module settings: datagrams are counted, not decoded nor stored.
+        self.module_enabled = threading.Event()
+        self.module_enabled.set()
         self._counter_lock = threading.Lock()
+        self.metrics = CollectorMetrics(self)
+        self.metrics_listen, self.metrics_port = metrics_listen, None
 
     # --- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -123,7 +130,10 @@ class Collector:
         for sock in self.sockets:
             log.info("listening on %s (receive buffer %d bytes)", sock.getsockname()[:2], receive_buffer(sock))
         self._refresh_directory()
+        self._refresh_enabled()
         self._check_database()
+        if self.metrics_listen:
+            self.metrics_port = self.metrics.serve(self.metrics_listen)
         self._spawn(self._receive, "receiver")
         for i in range(self.writers):
             self._spawn(self._write, f"writer-{i}")
@@ -143,6 +153,7 @@ class Collector:
             sock.close()
         self._save_state()
         self._heartbeat()
+        self.metrics.close()
 
     def _spawn(self, target, name) -> None:
         thread = threading.Thread(target=self._guard(target), name=f"collector-{name}", daemon=True)
@@ -193,6 +204,9 @@ class Collector:
         self.batches.put(None)  # tell the writers to finish
 
     def _packet(self, packet: bytes, exporter: str) -> int:
+        if not self.module_enabled.is_set():
+            self._count(packets=1, bytes_received=len(packet), module_disabled_packets=1)
+            return 0
         received_at = time.time()
         self._count(packets=1, bytes_received=len(packet))
         exporter = self._canonical_address(exporter)
@@ -303,6 +317,7 @@ class Collector:
             conn.close()
 
     def _store(self, conn, item) -> None:
+        started = time.monotonic()
         try:
             ids = self.exporters.ids(conn, item.flows.exporters if isinstance(item, EnrichedFlows)
                                      else item.exporters)
@@ -315,6 +330,7 @@ class Collector:
                 copy_nat(conn, encode_nat(item, ids, subscriber, self.directory.subscribers))
                 conn.commit()
                 self._count(nat_stored=len(item))
+            self.metrics.batch_latency.observe(time.monotonic() - started)
         except DATABASE_ERRORS:
             raise
         except psycopg2.Error:
@@ -341,6 +357,7 @@ class Collector:
             if self._adopted is not None:
                 self._record_adoption()
             if now - last_beat >= self.heartbeat_interval or stopping:
+                self._refresh_enabled()
                 self._heartbeat()
                 self._save_state()
                 last_beat = now
@@ -500,6 +517,18 @@ class Collector:
                 self.directory = SubscriberDirectory.load(conn, own)
         except sa.exc.OperationalError:
             return
+
+    def _refresh_enabled(self) -> None:
+        """Follow the module's on/off switch (kept as it was while the database is unreachable)."""
+        try:
+            with engine_for(self.database_url).connect() as conn:
+                enabled = module_settings.load(conn).enabled
+        except sa.exc.OperationalError:
+            return
+        if enabled != self.module_enabled.is_set():
+            log.warning("the NetFlow module was switched %s in its settings; %s", "on" if enabled else "off",
+                        "storing flows again" if enabled else "datagrams are counted and dropped")
+            (self.module_enabled.set if enabled else self.module_enabled.clear)()
 
     def _load_state(self) -> None:
         try:

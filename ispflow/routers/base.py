@@ -198,6 +198,9 @@ class RouterDriver(abc.ABC):
     default_port: ClassVar[int]
     versions: ClassVar[tuple[str, ...]] = NETFLOW_VERSIONS
     client_library: ClassVar[str] = ""  # the module the driver talks through
+    # Whether an empty interface list can mean "all interfaces" (RouterOS' interfaces=all).
+    watches_all_interfaces: ClassVar[bool] = False
+    interface_example: ClassVar[str] = ""  # names as the router prints them, for error messages
 
     def __init__(self, spec: RouterSpec, log: Log | None = None):
         self.spec = spec
@@ -281,7 +284,7 @@ def register(driver: type[RouterDriver]) -> type[RouterDriver]:
 
 
 def driver_for(vendor: str) -> type[RouterDriver]:
-    from . import cisco, mikrotik  # noqa: F401  (drivers register on import)
+    from . import cisco, junos, mikrotik, vyos  # noqa: F401  (drivers register on import)
 
     try:
         return DRIVERS[vendor]
@@ -290,6 +293,6 @@ def driver_for(vendor: str) -> type[RouterDriver]:
 
 
 def vendors() -> list[str]:
-    from . import cisco, mikrotik  # noqa: F401
+    from . import cisco, junos, mikrotik, vyos  # noqa: F401
 
     return list(DRIVERS)

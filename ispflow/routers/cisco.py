@@ -105,6 +105,12 @@ class CiscoDriver(RouterDriver):
     default_port = 22
     client_library = "netmiko"
     device_type: str
+    error_pattern = ERROR_PATTERN  # how the CLI says a configuration line was refused
+    interface_example = "GigabitEthernet0/0,GigabitEthernet0/1"
+
+    @staticmethod
+    def version_of(show_version: str) -> str:
+        return parse_version(show_version)
 
     def __init__(self, spec, log=None):
         super().__init__(spec, log)
@@ -135,7 +141,7 @@ class CiscoDriver(RouterDriver):
             if pinned and self.presented_key != pinned:
                 raise pin_mismatch(where, pinned, self.presented_key)
             self.conn.enable()
-            self.os_version = parse_version(self._show("show version"))
+            self.os_version = self.version_of(self._show("show version"))
         except RouterError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -250,7 +256,7 @@ class CiscoDriver(RouterDriver):
             self.log(f"> {line}")
         try:
             self.conn.send_config_set(lines, enter_config_mode=False, exit_config_mode=False,
-                                      error_pattern=ERROR_PATTERN, read_timeout=self.spec.timeout)
+                                      error_pattern=self.error_pattern, read_timeout=self.spec.timeout)
         except ConfigInvalidException as exc:
             match = re.search(r"at command: (.*), matched error: (.*)", str(exc), re.S)
             line, reason = (match.group(1), match.group(2).strip()) if match else (lines[0], "refused")
@@ -579,6 +585,7 @@ class CiscoXEDriver(FlexibleNetFlowDriver):
 @register
 class CiscoNXOSDriver(FlexibleNetFlowDriver):
     vendor = "cisco_nxos"
+    interface_example = "Ethernet1/1,Ethernet1/2"
     label = "Cisco NX-OS (Flexible NetFlow)"
     device_type = "cisco_nxos"
     record_lines = NXOS_RECORD

@@ -36,6 +36,13 @@ def run_router_job(job_id: int) -> str:
 
 
 def check_all_routers() -> dict[str, str]:
-    """Periodic: read every router's NTP state and clock skew into ``ispflow.routers``."""
+    """Periodic: read every router's NTP state and clock skew into ``ispflow.routers``;
+    nothing while the module is switched off (no router is contacted)."""
+    from .. import module_settings
+    from ..database import engine_for
+
     settings = job_settings()
+    with engine_for(settings.DATABASE_URL).connect() as conn:
+        if not module_settings.load(conn).enabled:
+            return {}
     return check_all_clocks(settings.DATABASE_URL, settings)

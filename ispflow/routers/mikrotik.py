@@ -91,6 +91,8 @@ def console(path: str, verb: str, args: dict[str, str], where: str = "") -> str:
 @register
 class MikroTikDriver(RouterDriver):
     vendor = "mikrotik"
+    watches_all_interfaces = True
+    interface_example = "ether1,ether2"
     label = "MikroTik RouterOS (API)"
     default_port = 8728
     client_library = "routeros_api"

@@ -58,9 +58,9 @@ def check_source_interface(text: str | None) -> str | None:
 def check_interfaces(vendor: str, text: str) -> str:
     parts = [p.strip() for p in (text or "").replace(";", ",").split(",") if p.strip()]
     if not parts or [p.lower() for p in parts] == ["all"]:
-        if vendor.startswith("cisco"):
-            raise InvalidRouter("interfaces", "Cisco routers need the interfaces to watch by name, "
-                                              "for example GigabitEthernet0/0,GigabitEthernet0/1.")
+        if vendor in vendors() and not driver_for(vendor).watches_all_interfaces:
+            raise InvalidRouter("interfaces", f"{driver_for(vendor).label} routers need the interfaces to watch "
+                                              f"by name, for example {driver_for(vendor).interface_example}.")
         return "all"
     bad = [p for p in parts if not grammar.INTERFACE.fullmatch(p) or p.lower() == "all"]
     if bad:

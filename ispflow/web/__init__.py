@@ -9,5 +9,5 @@ blueprint = Blueprint("ispflow", __name__, template_folder=str(package_path("isp
                       static_folder=str(package_path("ispflow.static")), static_url_path="/static")
 
 # Views register on the blueprint when their module is imported.
-from . import access, headers, overview, subscribers  # noqa: E402,F401
-from . import alerts, audit, exporters, routers, search, security, settings, status, storage  # noqa: E402,F401
+from . import access, headers, overview, subscribers, switch  # noqa: E402,F401
+from . import alerts, audit, exporters, metrics, routers, search, security, settings, status, storage  # noqa: E402,F401

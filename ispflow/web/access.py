@@ -58,8 +58,8 @@ def roles_required(*roles: str):
 def template_globals():
     def visible_menu():
         user = current_user()
-        if user is None:
-            return []
+        if user is None or not module_enabled():
+            return []  # switched off, the module shows no entry in any navigation
         return [(endpoint, label) for endpoint, label, roles in MENU if user.role in roles]
 
     return {
@@ -68,6 +68,17 @@ def template_globals():
         "ispflow_menu": visible_menu if "ispflow" in _extensions() else (lambda: []),
         "ispflow_user": current_user if "ispflow" in _extensions() else (lambda: None),
     }
+
+
+def module_enabled() -> bool:
+    """Whether the module is switched on in its settings (read once per request, so switching
+    takes effect on the next request of every process)."""
+    if "ispflow_enabled" not in g:
+        from .. import module_settings
+        from ..extension import session
+
+        g.ispflow_enabled = module_settings.load(session()).enabled
+    return g.ispflow_enabled
 
 
 def local_time(moment) -> str:

@@ -72,10 +72,13 @@ def module_settings_page():
 def _save(db, current, new) -> None:
     changed = {k: v for k, v in asdict(new).items() if asdict(current)[k] != v}
     module_settings.save(db, new)
+    user = current_user()
+    if "enabled" in changed:  # switching the module on or off is an entry of its own
+        audit.record(db, actor=user.name, role=user.role,
+                     action="module-enabled" if changed.pop("enabled") else "module-disabled")
     if changed:  # who changed a retention period, and to what, belongs in the audit trail
-        user = current_user()
         audit.record(db, actor=user.name, role=user.role, action="settings",
                      criteria={k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()})
     db.commit()
     forget_cached()
-    flash("Settings saved." if changed else "Nothing changed.", "success")
+    flash("Settings saved." if current != new else "Nothing changed.", "success")

@@ -104,11 +104,15 @@ class FakeCisco(Listener):
             if channel is None:
                 return
             server.shell_ready.wait(10)
-            _Shell(self, channel).run()
+            self.shell(channel).run()
         except (paramiko.SSHException, EOFError, OSError):
             pass
         finally:
             transport.close()
+
+    def shell(self, channel) -> "_Shell":
+        """The CLI one SSH session talks to (other vendors' fakes bring their own)."""
+        return _Shell(self, channel)
 
     # -- running configuration -----------------------------------------------------------
     def block(self, line: str):

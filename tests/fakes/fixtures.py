@@ -7,6 +7,7 @@ from cryptography.fernet import Fernet
 from ispflow.config import Settings
 
 from .cisco import FakeCisco
+from .setcli import FakeSetCLI
 from .routeros import FakeRouterOS
 
 ENCRYPTION_KEY = Fernet.generate_key().decode()
@@ -48,6 +49,21 @@ def cisco():
 
     def start(platform="ios", **kwargs) -> FakeCisco:
         fake = FakeCisco(platform, **kwargs).start()
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()
+
+
+@pytest.fixture
+def setcli():
+    """Start a fake Junos or VyOS SSH server: ``setcli("vyos", ntp="unsynchronized", ...)``."""
+    started = []
+
+    def start(platform="junos", **kwargs) -> FakeSetCLI:
+        fake = FakeSetCLI(platform, **kwargs).start()
         started.append(fake)
         return fake
 
