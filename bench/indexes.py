@@ -2,7 +2,7 @@
 ``ispflow.flows`` with each index set, two writer connections as the collector uses, and the
 bytes per row each set costs.
 
-    .venv/bin/python bench/indexes.py [--rows 1000000]
+    .venv/bin/python bench/indexes.py [--rows 1000000] [--variants 1,2,4]
 
 Not part of the test suite; figures go to docs/storage.md.
 """
@@ -30,13 +30,20 @@ from ispflow.database import drop_database, raw_connection, upgrade  # noqa: E40
 URL = "postgresql://postgres@127.0.0.1:5432/ispflow_bench_indexes"
 VARIANTS = {
     "brin(ts) only": [],
-    "brin(ts) + (src_addr, ts) + (dst_addr, ts)": ["flows_src_addr", "flows_dst_addr"],
-    "… + partial (account, ts)": ["flows_src_addr", "flows_dst_addr", "flows_account"],
+    "(src_addr, ts) + (dst_addr, ts) [until perf]": ["flows_src_addr_ts", "flows_dst_addr_ts"],
+    "… + partial (account, ts)": ["flows_src_addr_ts", "flows_dst_addr_ts", "flows_account"],
+    "(src_addr) + (dst_addr), deduplicated [now]": ["flows_src_addr", "flows_dst_addr"],
+    "bloom brin (src_addr) + (dst_addr) [no CIDR]": ["flows_src_bloom", "flows_dst_bloom"],
 }
+_BLOOM = "inet_bloom_ops(false_positive_rate = 0.01, n_distinct_per_range = -0.5)) with (pages_per_range = 8)"
 DEFINITIONS = {
-    "flows_src_addr": "create index flows_src_addr on ispflow.flows (src_addr, ts_start)",
-    "flows_dst_addr": "create index flows_dst_addr on ispflow.flows (dst_addr, ts_start)",
+    "flows_src_addr": "create index flows_src_addr on ispflow.flows (src_addr)",
+    "flows_dst_addr": "create index flows_dst_addr on ispflow.flows (dst_addr)",
+    "flows_src_addr_ts": "create index flows_src_addr_ts on ispflow.flows (src_addr, ts_start)",
+    "flows_dst_addr_ts": "create index flows_dst_addr_ts on ispflow.flows (dst_addr, ts_start)",
     "flows_account": "create index flows_account on ispflow.flows (account, ts_start) where account is not null",
+    "flows_src_bloom": f"create index flows_src_bloom on ispflow.flows using brin (src_addr {_BLOOM}",
+    "flows_dst_bloom": f"create index flows_dst_bloom on ispflow.flows using brin (dst_addr {_BLOOM}",
 }
 
 
@@ -100,19 +107,22 @@ def measure(name: str, indexes: list[str], batches: list[bytes], writers: int = 
                     "from ispflow.flows")
         rows, total, index_bytes = cur.fetchone()
     conn.close()
-    print(f"{name:45s} {rows / seconds:>9,.0f} rows/s   {total / rows:6.1f} B/row   indexes {index_bytes / rows:5.1f} B/row",
+    print(f"{name:50s} {rows / seconds:>9,.0f} rows/s   {total / rows:6.1f} B/row   indexes {index_bytes / rows:5.1f} B/row",
           flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--variants", help="comma-separated numbers (1-based) of the variants to run")
     args = parser.parse_args()
     upgrade(URL)
     batches = payloads(args.rows)
     print(f"{len(batches) * 50_000:,} rows per variant, 2 writer connections, binary COPY")
-    for name, indexes in VARIANTS.items():
-        measure(name, indexes, batches)
+    chosen = {int(v) for v in args.variants.split(",")} if args.variants else None
+    for number, (name, indexes) in enumerate(VARIANTS.items(), 1):
+        if chosen is None or number in chosen:
+            measure(name, indexes, batches)
     drop_database(URL)
 
 

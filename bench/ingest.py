@@ -5,7 +5,13 @@
   with the same chunking and IP indexes;
 - nfcapd writing files (no database: the ceiling).
 
-    .venv/bin/python bench/ingest.py --flows 1000000 [--version 9|10|5] [--rate FLOWS_PER_S]
+    .venv/bin/python bench/ingest.py --flows 1000000 [--version 9|10|5] [--rate FLOWS_PER_S] [--shape many|few]
+
+Stream shapes: ``many`` — 16k subscribers (100.64.0.0/18), IPv4 only; ``few`` — 62 subscribers
+(100.64.0.0/26) with many flows each, 10 % of the flows IPv6 (NetFlow v9 / IPFIX only).
+
+nfacctd gets the tuned configuration of issue 14 (``TUNED_NFACCTD`` below; the benchmark raises
+``net.core.rmem_max`` to 256 MB), so the comparison is against the peer at its best.
 
 Prints one line per peer. Needs PostgreSQL + TimescaleDB on 127.0.0.1 and Debian's nfdump and
 pmacct (scripts/install-services.sh --test installs them). Not part of the test suite.
@@ -32,10 +38,16 @@ SERVER = "postgresql://postgres@127.0.0.1:5432"
 CACHE = ROOT / "bench" / ".cache"
 
 
-def stream(n: int, version: int) -> list[bytes]:
+SHAPES = {
+    "many": dict(subscriber_prefix="100.64.0.0/18", ipv6_share=0.0),
+    "few": dict(subscriber_prefix="100.64.0.0/26", ipv6_share=0.1),
+}
+
+
+def stream(n: int, version: int, shape: str = "many") -> list[bytes]:
     """The benchmark's datagrams (generated once, then read from bench/.cache)."""
     CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"stream-v{version}-{n}.bin"
+    path = CACHE / (f"stream-v{version}-{n}.bin" if shape == "many" else f"stream-v{version}-{n}-{shape}.bin")
     if path.exists():
         data, out, offset = path.read_bytes(), [], 0
         while offset < len(data):
@@ -44,13 +56,23 @@ def stream(n: int, version: int) -> list[bytes]:
             offset += 4 + size
         return out
     t0 = 1_767_225_600.0
-    flows = synthetic.generate_flows(n, seed=42, start=t0, subscriber_prefix="100.64.0.0/18", duration=600)
+    options = SHAPES[shape]
+    if version == 5 and options["ipv6_share"]:
+        raise SystemExit("NetFlow v5 carries no IPv6: use --shape many with --version 5")
+    flows = synthetic.generate_flows(n, seed=42, start=t0, duration=600, **options)
     if version == 5:
         packets = synthetic.v5_packets(flows, export_time=t0 + 700)
     else:
         exporter = synthetic.Exporter(version=version, boot_time=t0 - 3600)
-        template = synthetic.V9_IPV4 if version == 9 else synthetic.IPFIX_IPV4
-        packets = exporter.packets(flows, template, export_time=t0 + 700, with_template="every")
+        v4, v6 = ((synthetic.V9_IPV4, synthetic.V9_IPV6) if version == 9
+                  else (synthetic.IPFIX_IPV4, synthetic.IPFIX_IPV6))
+        packets = []
+        for i in range(0, len(flows), 2800):  # each block's IPv4 packets, then its IPv6 ones
+            block = flows[i:i + 2800]
+            for template, family in ((v4, False), (v6, True)):
+                part = [flow for flow in block if (":" in flow["src"]) == family]
+                if part:
+                    packets += exporter.packets(part, template, export_time=t0 + 700, with_template="every")
     path.write_bytes(b"".join(struct.pack(">I", len(p)) + p for p in packets))
     return packets
 
@@ -99,13 +121,26 @@ def wait_for_rows(database: str, table: str, expected: int, start: float, idle: 
         time.sleep(0.2)
 
 
+# Attribution on: every address of the subscriber prefixes belongs to an account, as in production.
+SUBSCRIBERS = """
+insert into ispflow.ip_assignments (account, service, prefix, valid_from)
+select 'A' || n, 'fiber', cast(host(cast('100.64.0.0' as inet) + n) as cidr), '2025-01-01'
+from generate_series(0, 16383) n;
+insert into ispflow.ip_assignments (account, service, prefix, valid_from)
+values ('V6', 'fiber', '2001:db8:100::/48', '2025-01-01');
+"""
+
+
 def run_ispflow(packets, n, rate, per_packet) -> dict:
     url = fresh_database("ispflow_bench")
-    subprocess.run([str(ROOT / ".venv/bin/ispflow"), "db", "upgrade"], env={**os.environ, "ISPFLOW_DATABASE_URL": url},
+    admin = {**os.environ, "ISPFLOW_DATABASE_URL": url, "ISPFLOW_AUDIT_KEY": "bench"}
+    subprocess.run([str(ROOT / ".venv/bin/ispflow"), "db", "upgrade"], env=admin, check=True, capture_output=True)
+    subprocess.run([str(ROOT / ".venv/bin/ispflow"), "exporters", "trust", "127.0.0.1"], env=admin,
                    check=True, capture_output=True)
+    psql("ispflow_bench", SUBSCRIBERS)
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="ispflow-bench-"))
-    env = {**os.environ, "ISPFLOW_DATABASE_URL": url, "ISPFLOW_SPOOL_DIR": str(work / "spool"),
+    env = {**admin, "ISPFLOW_SPOOL_DIR": str(work / "spool"),
            "ISPFLOW_STATE_DIR": str(work / "state"), "ISPFLOW_COLLECTOR_LISTEN": f"127.0.0.1:{port}"}
     process = subprocess.Popen([str(ROOT / ".venv/bin/ispflow"), "collector"], env=env,
                                stderr=subprocess.PIPE, text=True)
@@ -137,6 +172,18 @@ create index on flows_pmacct (ip_dst, timestamp_start);
 """
 
 
+# Issue 14's tuned nfacctd: large socket and plugin pipes, COPY, no UPDATE attempts, 2 s flushes.
+TUNED_NFACCTD = (
+    "nfacctd_pipe_size: 268435456\n"
+    "plugin_pipe_size: 536870912\n"
+    "plugin_buffer_size: 102400\n"
+    "sql_use_copy: true\n"
+    "sql_dont_try_update: true\n"
+    "sql_refresh_time: 2\n"
+    "sql_cache_entries: 1048573\n"
+)
+
+
 def run_nfacctd(packets, n, rate, per_packet) -> dict:
     fresh_database("ispflow_bench_pmacct")
     psql("ispflow_bench_pmacct", PMACCT_TABLE)
@@ -144,11 +191,10 @@ def run_nfacctd(packets, n, rate, per_packet) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nfacctd-bench-"))
     config = work / "nfacctd.conf"
     config.write_text(
-        f"daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\nnfacctd_pipe_size: 268435456\n"
+        f"daemonize: false\nnfacctd_ip: 127.0.0.1\nnfacctd_port: {port}\n"
         "plugins: pgsql\nsql_host: 127.0.0.1\nsql_user: postgres\nsql_passwd: unused\nsql_db: ispflow_bench_pmacct\n"
-        "sql_table: flows_pmacct\nsql_optimize_clauses: true\nsql_dont_try_update: true\nsql_use_copy: true\n"
-        "sql_refresh_time: 1\nnfacctd_time_new: true\nsql_cache_entries: 1000003\n"
-        "plugin_buffer_size: 1024000\nplugin_pipe_size: 256000000\n"
+        "sql_table: flows_pmacct\nsql_optimize_clauses: true\nnfacctd_time_new: true\n"
+        + TUNED_NFACCTD +
         "aggregate: src_host, dst_host, src_port, dst_port, proto, tcpflags, timestamp_start, timestamp_end\n"
     )
     process = subprocess.Popen(["nfacctd", "-f", str(config)], stdout=subprocess.DEVNULL,
@@ -157,7 +203,8 @@ def run_nfacctd(packets, n, rate, per_packet) -> dict:
     cpu_before = _cpu(process.pid)
     start = time.perf_counter()
     sent_in = send(packets, port, rate, per_packet)
-    rows, seconds = wait_for_rows("ispflow_bench_pmacct", "flows_pmacct", n, start, idle=15.0)
+    # With sql_refresh_time 2 the first purge is one COPY of everything received: give it time.
+    rows, seconds = wait_for_rows("ispflow_bench_pmacct", "flows_pmacct", n, start, idle=60.0)
     cpu = _cpu(process.pid) - cpu_before
     process.send_signal(signal.SIGINT)
     try:
@@ -202,15 +249,16 @@ def main() -> None:
     parser.add_argument("--version", type=int, default=9, choices=(5, 9, 10))
     parser.add_argument("--rate", type=float, default=0.0, help="flows/s to send at (0 = as fast as possible)")
     parser.add_argument("--peers", default="ispflow,nfacctd,nfcapd")
+    parser.add_argument("--shape", default="many", choices=sorted(SHAPES))
     args = parser.parse_args()
     try:  # nfacctd needs a large socket buffer (it lost 11 % of a 1M-flow burst with the 4 MB default)
         Path("/proc/sys/net/core/rmem_max").write_text("268435456")
     except OSError:
         print("note: could not raise net.core.rmem_max (not root?): nfacctd may lose flows")
-    packets = stream(args.flows, args.version)
+    packets = stream(args.flows, args.version, args.shape)
     per_packet = args.flows / len(packets)
     print(f"stream: {args.flows} flows in {len(packets)} NetFlow v{args.version} packets "
-          f"({per_packet:.1f} flows/packet), rate {'max' if not args.rate else f'{args.rate:,.0f} flows/s'}")
+          f"({per_packet:.1f} flows/packet), shape {args.shape}, rate {'max' if not args.rate else f'{args.rate:,.0f} flows/s'}")
     runners = {"ispflow": run_ispflow, "nfacctd": run_nfacctd, "nfcapd": run_nfcapd}
     for name in args.peers.split(","):
         result = runners[name](packets, args.flows, args.rate, per_packet)

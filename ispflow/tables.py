@@ -73,8 +73,8 @@ flows = sa.Table(
     sa.CheckConstraint("direction in ('in', 'out')"),
     sa.CheckConstraint("status in ('success', 'failure')"),
     sa.Index("flows_ts_start", "ts_start", postgresql_using="brin", postgresql_with={"pages_per_range": 32}),
-    sa.Index("flows_src_addr", "src_addr", "ts_start"),
-    sa.Index("flows_dst_addr", "dst_addr", "ts_start"),
+    sa.Index("flows_src_addr", "src_addr"),  # address alone: deduplicated btrees (docs/storage.md)
+    sa.Index("flows_dst_addr", "dst_addr"),
     sa.Index("flows_post_nat_src_addr", "post_nat_src_addr", "ts_start",
              postgresql_where=sa.text("post_nat_src_addr is not null")),
 )

@@ -3,8 +3,9 @@
 Values only ever travel as bound parameters (psycopg2's ``%(name)s``); the SQL text is built
 from fixed fragments chosen by the criteria. A search for an address on either side runs as
 two disjoint branches (source side, then destination side but not source side) joined by
-UNION ALL, so each branch walks its own (address, ts_start) index in time order and a first
-page stops after a handful of rows instead of collecting every match to sort it.
+UNION ALL, so each branch reads its own address index (the address alone, deduplicated:
+docs/storage.md) for the daily chunks of its time window, and newest-first pages are read in
+time slices (``fetch_page``), so a first page sorts the matches of a day or a few, not of months.
 
 A search by account or service goes through the subscriber directory: the prefixes the
 account (or service) held, each with its validity period, become address ranges with time
@@ -48,7 +49,7 @@ class Totals:
 
 def _match(column: str, param: str, network) -> str:
     # A single host compares with '=', a range with '<<=', which PostgreSQL turns into an
-    # index range scan of the (address, ts_start) btree.
+    # index range scan of the address btree.
     if network.num_addresses == 1:
         return f"{column} = cast(%({param})s as inet)"
     return f"{column} <<= cast(%({param})s as inet)"

@@ -3,7 +3,7 @@
 Every query is bounded by ``ts_start`` (the hypertable's time dimension, so only the chunks of
 the window are read) and groups inside PostgreSQL; only the few groups over a threshold come
 back to Python. Lookups per address (the outbound baseline, the geography details) go
-through the ``(src_addr, ts_start)`` and ``(dst_addr, ts_start)`` indexes.
+through the ``src_addr`` and ``dst_addr`` indexes.
 
 Volumes are scaled by each flow's sampling rate; counts of connections are not (a sampled
 exporter shows fewer of them, which only makes the detectors more cautious).
