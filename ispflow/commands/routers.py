@@ -104,6 +104,7 @@ def routers_list():
 
 
 def _run(name: str, action: str) -> RouterJob:
+    """Run ``action`` on the router now, its log echoed; a job that did not finish fails the command."""
     router = _router(name)
     try:
         job = create_job(session(), router, action, requested_by=actor())
@@ -116,6 +117,8 @@ def _run(name: str, action: str) -> RouterJob:
     except ConfigError as exc:
         fail(str(exc).rstrip("."))
     session().expire_all()
+    if done.state != "finished":
+        fail(done.message.rstrip("."))
     return done
 
 
@@ -138,8 +141,6 @@ def routers_provision(name, dry_run):
             click.echo(line)
         return
     job = _run(name, "provision")
-    if job.state != "finished":
-        fail(job.message.rstrip("."))
     click.echo(job.message)
 
 
@@ -149,8 +150,6 @@ def routers_provision(name, dry_run):
 def routers_check(name):
     """Read the router's NTP state and clock; exit status 0 when synchronised, 1 when not."""
     job = _run(name, "check")
-    if job.state != "finished":
-        fail(job.message.rstrip("."))
     router = _router(name)
     click.echo(job.message)
     if not clock_trusted(router.ntp_synced, router.clock_skew_s):
@@ -175,8 +174,6 @@ def routers_repin(name):
 def routers_remove(name):
     """Take ispflow's export configuration off the router."""
     job = _run(name, "remove")
-    if job.state != "finished":
-        fail(job.message.rstrip("."))
     click.echo(job.message)
 
 
