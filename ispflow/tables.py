@@ -13,7 +13,7 @@ exactly, so a new column goes into a migration and here, or the test says what d
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlalchemy.dialects.postgresql import CIDR, INET, JSONB
 
 from .database import Base
 
@@ -150,6 +150,22 @@ rollup_talkers_1h = _rollup(
     sa.CheckConstraint("kind in ('source', 'destination', 'conversation')"),
     indexes=(sa.Index("rollup_talkers_1h_kind", "kind", "bucket"),))
 
+# Each hour's heaviest talkers of every account (rollups.TOP_ACCOUNT by bytes and by flows) and
+# one remainder row: an account's month of top talkers is read from here, not from raw flows.
+rollup_account_talkers_1h = _rollup(
+    "rollup_account_talkers_1h",
+    sa.Column("account", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False), sa.Column("src_addr", INET), sa.Column("dst_addr", INET),
+    sa.CheckConstraint("kind in ('source', 'destination', 'conversation')"),
+    indexes=(sa.Index("rollup_account_talkers_1h_account", "account", "kind", "bucket"),))
+# The subscriber-side traffic per /24 (IPv4) or /48 (IPv6): graphs of prefixes that span many
+# subscribers read a few blocks' rows instead of every address's.
+rollup_prefix_5m = _rollup(
+    "rollup_prefix_5m",
+    sa.Column("prefix", CIDR, nullable=False),
+    sa.Column("direction", sa.Text, nullable=False), sa.CheckConstraint(_DIRECTION),
+    indexes=(sa.Index("rollup_prefix_5m_prefix", "prefix", "bucket", postgresql_include=["direction", "bytes"]),))
+
 analytics_watermarks = sa.Table(
     "analytics_watermarks", _meta,
     sa.Column("name", sa.Text, primary_key=True),
@@ -159,7 +175,8 @@ analytics_watermarks = sa.Table(
 
 HYPERTABLES = {"flows": "ts_start", "nat_events": "ts", **{
     table.name: "bucket" for table in (rollup_traffic_5m, rollup_network_5m, rollup_interface_5m,
-                                       rollup_accounts_1h, rollup_apps_1h, rollup_talkers_1h)}}
+                                       rollup_accounts_1h, rollup_apps_1h, rollup_talkers_1h,
+                                       rollup_account_talkers_1h, rollup_prefix_5m)}}
 
 settings = sa.Table(
     "settings", _meta,

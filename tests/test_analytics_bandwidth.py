@@ -105,3 +105,20 @@ def test_interface_graphs_see_in_and_out_from_the_router(db_engine):
 def test_a_graph_needs_its_subject():
     with pytest.raises(bandwidth.ScopeError):
         Scope("account")
+
+
+def test_a_prefix_graph_reads_whole_blocks_and_equals_its_addresses_summed(db_engine):
+    _known_day(db_engine)
+    rollups.update(db_engine, now=DAY + timedelta(days=1, hours=1))
+    day = (DAY, DAY + timedelta(days=1))
+    with db_engine.connect() as conn:
+        wide = bandwidth.series(conn, Scope("address", network=parse_network("100.64.0.0/22")), *day)
+        narrow = bandwidth.series(conn, Scope("address", network=parse_network("100.64.0.0/30")), *day)
+        one, two = (bandwidth.series(conn, Scope("address", network=parse_network(a)), *day)
+                    for a in ("100.64.0.1", "100.64.0.2"))
+        conn.exec_driver_sql("delete from ispflow.rollup_prefix_5m")
+        without_blocks = bandwidth.series(conn, Scope("address", network=parse_network("100.64.0.0/22")), *day)
+    summed = [a + b for a, b in zip(one.bytes_in, two.bytes_in)]
+    assert wide.bytes_in == narrow.bytes_in == summed and sum(summed) > 0
+    assert wide.stats == narrow.stats
+    assert sum(without_blocks.bytes_in) == 0   # the /22 was drawn from the block roll-ups

@@ -178,3 +178,49 @@ def test_the_previous_hour_is_not_computed_again_without_late_flows(db_engine):
 def test_roll_up_bounds_must_be_whole_hours(db_engine):
     with db_engine.connect() as conn, pytest.raises(ValueError):
         rollups.build(conn, START + timedelta(minutes=5), START + timedelta(hours=1))
+
+
+def test_prefix_roll_ups_sum_the_subscriber_addresses_of_each_block(db_engine, generated):
+    per_address = _query(db_engine, "select bucket, network(set_masklen(address, 24)) as prefix, direction, "
+                                    "sum(bytes), sum(packets), sum(flows) from ispflow.rollup_traffic_5m "
+                                    "group by 1, 2, 3 order by 1, 2, 3")
+    blocks = _query(db_engine, "select bucket, prefix, direction, bytes, packets, flows from ispflow.rollup_prefix_5m "
+                               "order by 1, 2, 3")
+    assert blocks == per_address
+    assert {str(row.prefix) for row in blocks} == {"100.64.0.0/24", "100.64.1.0/24"}
+
+
+def test_every_accounts_talkers_add_up_to_its_flows_hour_by_hour(db_engine, generated):
+    raw = _query(db_engine, "select time_bucket('1 hour', ts_start), account, sum(bytes), sum(packets), count(*) "
+                            "from ispflow.flows group by 1, 2 order by 1, 2")
+    for kind in ("source", "destination", "conversation"):
+        talkers = _query(db_engine, f"select bucket, account, sum(bytes), sum(packets), sum(flows) "
+                                    f"from ispflow.rollup_account_talkers_1h where kind = '{kind}' "
+                                    "group by 1, 2 order by 1, 2")
+        assert talkers == raw, kind
+
+
+def test_an_account_keeps_its_heaviest_talkers_of_the_hour_and_one_remainder(db_engine):
+    # ACC-1 talks to 40 servers in one hour, server i sending i MB: the top TOP_ACCOUNT by bytes are
+    # kept, and so are the ones with the most flows (servers 1-3 send many small flows).
+    rows = []
+    for i in range(1, 41):
+        rows.append(flow(START + timedelta(minutes=i), f"198.51.100.{i}", "100.64.0.1", bytes=i * 1_000_000,
+                         direction="in", account="ACC-1"))
+    for i in range(1, 4):
+        rows += [flow(START + timedelta(minutes=50, seconds=s), f"198.51.100.{i}", "100.64.0.1", bytes=1,
+                      direction="in", account="ACC-1") for s in range(10)]
+    with db_engine.connect() as conn:
+        insert_flows(conn, rows)
+        conn.commit()
+        with conn.begin():
+            rollups.build(conn, START, START + timedelta(hours=1))
+    stored = _query(db_engine, "select host(src_addr) as src, bytes, flows from ispflow.rollup_account_talkers_1h "
+                               "where kind = 'source' and account = 'ACC-1' order by bytes desc")
+    heaviest = {f"198.51.100.{i}" for i in range(41 - rollups.TOP_ACCOUNT, 41)}
+    chattiest = {f"198.51.100.{i}" for i in range(1, 4)}
+    kept = {row.src for row in stored if row.src is not None}
+    assert kept == heaviest | chattiest
+    remainder = [row for row in stored if row.src is None]
+    others = set(range(1, 41 - rollups.TOP_ACCOUNT)) - {1, 2, 3}
+    assert [(r.bytes, r.flows) for r in remainder] == [(sum(others) * 1_000_000, len(others))]

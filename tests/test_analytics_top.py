@@ -146,3 +146,22 @@ def test_report_usage_gives_the_month_per_account(database_url, traffic):
     assert result.returncode == 0, result.stderr
     usage = {row["account"]: row for row in json.loads(result.stdout)}
     assert usage["ACC-1"]["bytes_in"] == 54_000_000 and usage["ACC-2"]["bytes_out"] == 303_000
+
+
+def test_an_accounts_talkers_come_from_its_roll_ups_once_rolled_up(db_engine, traffic):
+    before = _report(db_engine, "destination", account="ACC-2")
+    rollups.update(db_engine, now=DAY + timedelta(days=1, hours=1))   # every hour rolled up
+    after = _report(db_engine, "destination", account="ACC-2")
+    assert [(r.key, r.bytes, r.flows) for r in after.rows] == [(r.key, r.bytes, r.flows) for r in before.rows]
+    assert after.total == before.total and not after.exact
+    with db_engine.connect() as conn:
+        conn.exec_driver_sql("delete from ispflow.rollup_account_talkers_1h")
+        assert top.report(conn, "destination", DAY, DAY + timedelta(days=1), account="ACC-2").total.bytes == 0
+
+
+def test_a_ranking_returns_the_limit_the_remainder_and_the_total_of_everything(db_engine, traffic):
+    rollups.update(db_engine, now=DAY + timedelta(days=1, hours=1))
+    result = _report(db_engine, "destination", "flows", limit=2)
+    assert [r.label for r in result.rows] == ["192.0.2.53", "100.64.0.1"]
+    assert result.total.bytes == sum(r["bytes"] for r in traffic)
+    assert result.total.flows == len(traffic)

@@ -36,7 +36,7 @@ def test_upgrade_creates_the_database_schema_and_hypertables(empty_database_url)
     assert {"flows", "nat_events"} <= hypertables
     assert {h for h in hypertables if h not in ("flows", "nat_events")} == {
         "rollup_traffic_5m", "rollup_network_5m", "rollup_interface_5m", "rollup_accounts_1h", "rollup_apps_1h",
-        "rollup_talkers_1h"}
+        "rollup_talkers_1h", "rollup_account_talkers_1h", "rollup_prefix_5m"}
     assert version_table == "ispflow.alembic_version"
     assert public_tables == 0
     [head] = ScriptDirectory.from_config(alembic_config(empty_database_url)).get_heads()

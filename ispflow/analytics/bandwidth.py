@@ -158,6 +158,11 @@ def _rollup_source(scope: Scope, params: dict) -> str:
             params["if_index"] = scope.if_index
             where += " and if_index = %(if_index)s"
         return f"select bucket, direction, bytes from ispflow.rollup_interface_5m where {where}"
+    if scope.account is None and scope.network.prefixlen <= rollups.PREFIX_BITS[scope.network.version]:
+        # Whole /24 (/48) blocks: their sums, not every subscriber address's rows.
+        params["network"] = str(scope.network)
+        return ("select bucket, direction, bytes from ispflow.rollup_prefix_5m "
+                "where prefix <<= cast(%(network)s as cidr)")
     parts = []
     if scope.account is not None:
         params["account"] = scope.account

@@ -37,10 +37,15 @@ REVISIT = timedelta(hours=1)
 UNIT = timedelta(hours=24)  # the most one transaction rolls up (catching up after downtime)
 WATERMARK = "rollups"
 TOP_NETWORK = 100   # talkers kept per hour for the whole network, by bytes and by flows
+TOP_ACCOUNT = 25    # talkers kept per hour for each account, likewise
 _LOCK = 0x15F12B    # advisory lock: one roll-up run at a time
 
-ROLLUP_TABLES = ("rollup_traffic_5m", "rollup_network_5m", "rollup_interface_5m", "rollup_accounts_1h",
-                 "rollup_apps_1h", "rollup_talkers_1h")
+ROLLUP_TABLES = ("rollup_traffic_5m", "rollup_prefix_5m", "rollup_network_5m", "rollup_interface_5m",
+                 "rollup_accounts_1h", "rollup_apps_1h", "rollup_talkers_1h", "rollup_account_talkers_1h")
+
+# The block a subscriber-side address is summed into in rollup_prefix_5m: /24 or /48.
+PREFIX_BITS = {4: 24, 6: 48}
+_PREFIX_OF_ADDRESS = "network(set_masklen(address, case family(address) when 4 then 24 else 48 end))"
 
 # The side of a flow that is the subscriber's: the destination of inbound traffic, the source
 # of outbound. Shared by the roll-ups and the raw-flow queries of ispflow.analytics.bandwidth.
@@ -144,6 +149,10 @@ def build(conn, start: datetime, end: datetime) -> None:
     run("""insert into ispflow.rollup_traffic_5m
            select bucket, address, account, service, direction, sum(bytes), sum(packets), sum(flows)
            from rollup_pieces where direction is not null group by 1, 2, 3, 4, 5""")
+    run(f"""insert into ispflow.rollup_prefix_5m
+            select bucket, {_PREFIX_OF_ADDRESS}, direction, sum(bytes), sum(packets), sum(flows)
+            from ispflow.rollup_traffic_5m where bucket >= %(from)s and bucket < %(until)s group by 1, 2, 3""",
+        params)
     run("""insert into ispflow.rollup_network_5m
            select bucket, service, direction, sum(bytes), sum(packets), sum(flows)
            from rollup_pieces group by 1, 2, 3""")
@@ -175,30 +184,37 @@ def _build_hourly(run, params) -> None:
            group by bucket, protocol, port""")
     run("drop table if exists pg_temp.rollup_pairs")
     run(f"""create temporary table rollup_pairs on commit drop as
-            select time_bucket('1 hour', f.ts_start) as bucket, f.src_addr, f.dst_addr,
+            select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.src_addr, f.dst_addr,
                    sum(f.bytes) as bytes, sum(f.packets) as packets, count(*) as flows
-            from ispflow.flows f where {started} group by 1, 2, 3""", params)
-    # One grouping per kind; the kept rows are each hour's heaviest by bytes or by flows, the
-    # rest is summed into the remainder row. An account's talkers are not rolled up: its
-    # addresses' flows are few enough to rank from the raw flows (ispflow.analytics.top).
-    groups = {"source": "src_addr, null::inet", "destination": "null::inet, dst_addr",
-              "conversation": "src_addr, dst_addr"}
-    for kind, columns in groups.items():
-        keys = columns.replace("null::inet", "").replace(",", " ").split()
-        key_list = ", ".join(keys)
-        run(f"""insert into ispflow.rollup_talkers_1h
-                select bucket, '{kind}',
-                       case when kept then {columns.split(', ')[0]} end, case when kept then {columns.split(', ')[1]} end,
-                       sum(bytes), sum(packets), sum(flows)
-                from (
-                    select *, (row_number() over (partition by bucket order by bytes desc, flows desc) <= {TOP_NETWORK}
-                               or row_number() over (partition by bucket order by flows desc, bytes desc) <= {TOP_NETWORK})
-                              as kept
-                    from (select bucket, {key_list}, sum(bytes) as bytes, sum(packets) as packets, sum(flows) as flows
-                          from rollup_pairs group by bucket, {key_list}) g
-                ) ranked
-                group by bucket, kept, case when kept then {columns.split(', ')[0]} end,
-                         case when kept then {columns.split(', ')[1]} end""")
+            from ispflow.flows f where {started} group by 1, 2, 3, 4""", params)
+    for kind in TALKER_COLUMNS:
+        _insert_talkers(run, kind, "rollup_talkers_1h", "", TOP_NETWORK)
+        _insert_talkers(run, kind, "rollup_account_talkers_1h", "account", TOP_ACCOUNT)
+
+
+# The columns of each kind of talker row; the other address column is null.
+TALKER_COLUMNS = {"source": ("src_addr", None), "destination": (None, "dst_addr"),
+                  "conversation": ("src_addr", "dst_addr")}
+
+
+def _insert_talkers(run, kind: str, table: str, per: str, top: int) -> None:
+    """Each hour's (and each ``per`` group's) heaviest ``kind`` talkers by bytes or by flows, and
+    one remainder row with null addresses summing the rest, from ``rollup_pairs``."""
+    keys = [c for c in TALKER_COLUMNS[kind] if c]
+    group = ", ".join(["bucket", *([per] if per else []), *keys])
+    partition = ", ".join(["bucket", *([per] if per else [])])
+    kept = [f"case when kept then {c} end" if c else "null::inet" for c in TALKER_COLUMNS[kind]]
+    where = f"where {per} is not null" if per else ""
+    run(f"""insert into ispflow.{table}
+            select bucket, {per + ', ' if per else ''}'{kind}', {', '.join(kept)}, sum(bytes), sum(packets), sum(flows)
+            from (
+                select *, (row_number() over (partition by {partition} order by bytes desc, flows desc) <= {top}
+                           or row_number() over (partition by {partition} order by flows desc, bytes desc) <= {top})
+                          as kept
+                from (select {group}, sum(bytes) as bytes, sum(packets) as packets, sum(flows) as flows
+                      from rollup_pairs {where} group by {group}) g
+            ) ranked
+            group by {partition}, kept, {', '.join(k for k in kept if k != 'null::inet')}""")
 
 
 def watermark(conn) -> datetime | None:

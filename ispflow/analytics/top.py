@@ -5,9 +5,10 @@ Whole-network and per-account reports read the hourly roll-ups up to their water
 raw flows after it. The network's sources, destinations and conversations are kept per hour
 only for the heaviest ones (rollups.TOP_NETWORK, by bytes and by flows); the rest of each hour
 is one remainder row, shown as "others", so totals stay exact and a long period's ranking is
-that of the hours' leaders. An account's sources, destinations and conversations, and any
-report for an address or prefix, read the raw flows (through the address indexes) and are
-exact.
+that of the hours' leaders; an account's likewise (rollups.TOP_ACCOUNT per account and hour).
+After the watermark an account's talkers come from the raw flows of the addresses it held;
+any report for an address or prefix reads the raw flows (through the address indexes) and is
+exact. Talkers are ranked inside PostgreSQL, so a month's report fetches only its top rows.
 """
 from __future__ import annotations
 
@@ -108,7 +109,8 @@ def _rollup_sql(by: str, account: str | None, params: dict) -> str:
     scope = "account is null" if account is None else "account = %(account)s"
     if by in TALKERS:
         params["kind"] = by
-        table, where = "rollup_talkers_1h", "kind = %(kind)s"
+        table = "rollup_talkers_1h" if account is None else "rollup_account_talkers_1h"
+        where = "kind = %(kind)s" if account is None else f"{scope} and kind = %(kind)s"
     elif by == "subscriber":
         table, where = "rollup_accounts_1h", "true" if account is None else scope
     else:
@@ -157,40 +159,62 @@ def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", 
         raise ValueError("the end of the period must be later than its start")
     rollups.for_aggregates(conn)
     done = rollups.watermark(conn)
-    sums: dict[tuple, list] = {}
-    exact = True
-
-    def add(rows, width):
-        for row in rows:
-            key, values = tuple(row[:width]), row[width:]
-            entry = sums.setdefault(key, [0, 0, 0])
-            for i in range(3):
-                entry[i] += int(values[i] or 0)
-
-    width = 2 if by in ("conversation", "application", "protocol") else 1
-    held = None
-    if account is not None and network is None and by in TALKERS:
-        # An account's talkers are not rolled up: read its addresses' flows, found through the
-        # address indexes from the prefixes it held and when, like an account search.
-        held, held_params = _held_addresses(conn, account, start, end)
-    raw_only = network is not None or held is not None
-    boundary = start if raw_only else min(max(done or start, start), end)
+    boundary = start if network is not None else min(max(done or start, start), end)
+    params = {"from": start, "boundary": boundary, "until": end, "account": account}
+    parts = []
     if boundary > start:
-        params = {"from": start, "until": boundary, "account": account}
-        add(conn.exec_driver_sql(_rollup_sql(by, account, params), params).all(), width)
-        exact = by not in ("source", "destination", "conversation")
+        parts.append(_rollup_sql(by, account, params).replace("%(until)s", "%(boundary)s"))
     if boundary < end:
-        params = {"from": boundary, "until": end, "account": account}
-        if held is not None:
+        held = None
+        if account is not None and network is None and by in TALKERS:
+            # After the watermark: the account's addresses' flows, found through the address
+            # indexes from the prefixes it held and when, like an account search.
+            held, held_params = _held_addresses(conn, account, start, end)
             params.update(held_params)
-        add(conn.exec_driver_sql(_raw_sql(by, account, network, params, held), params).all(), width)
-    rows = _labelled(by, sums)
-    total = TopRow((), "total", *(sum(getattr(r, f) for r in rows) for f in ("bytes", "packets", "flows")))
+        parts.append(_raw_sql(by, account, network, params, held).replace("%(from)s", "%(boundary)s"))
+    width = 2 if by in ("conversation", "application", "protocol") else 1
+    if by in ("application", "protocol"):
+        rows, total = _classified(by, conn, parts, params, width)
+    else:
+        rows, total = _ranked(conn, parts, params, width, order, limit)
+    exact = boundary == start or by not in TALKERS
     ranked = sorted((r for r in rows if not r.other),
                     key=lambda r: (getattr(r, order), r.bytes if order == "flows" else r.flows), reverse=True)
     shown = ranked[:limit] + [r for r in rows if r.other]
     scope = {"account": account, "network": str(network) if network else None}
     return TopReport(by, order, start, end, shown, total, done, exact, {k: v for k, v in scope.items() if v})
+
+
+def _summed(parts: list[str], width: int) -> str:
+    """The rows of every part (roll-ups, then raw flows) summed per key."""
+    keys = [f"k{i}" for i in range(width)]
+    union = " union all ".join(f"select * from ({part}) p{i}" for i, part in enumerate(parts))
+    return (f"select {', '.join(keys)}, sum(b) as b, sum(p) as p, sum(f) as f "
+            f"from ({union}) u({', '.join(keys)}, b, p, f) group by {', '.join(keys)}")
+
+
+def _ranked(conn, parts, params, width, order, limit) -> tuple[list[TopRow], TopRow]:
+    """Ranked inside PostgreSQL: only the top ``limit``, the remainder rows and the totals come back
+    (a month of hourly talkers is hundreds of thousands of keys)."""
+    keys = [f"k{i}" for i in range(width)]
+    other = " and ".join(f"{k} is null" for k in keys)
+    first, second = ("b", "f") if order == "bytes" else ("f", "b")
+    params["limit"] = int(limit)
+    sql = (f"select * from (select g.*, sum(b) over () as tb, sum(p) over () as tp, sum(f) over () as tf, "
+           f"row_number() over (order by ({other}), {first} desc, {second} desc) as rank "
+           f"from ({_summed(parts, width)}) g) x where rank <= %(limit)s or ({other})")
+    fetched = rollups.fetch_all(conn, sql, params)
+    totals = fetched[0][width + 3:width + 6] if fetched else (0, 0, 0)
+    sums = {tuple(row[:width]): [int(v or 0) for v in row[width:width + 3]] for row in fetched}
+    return _labelled_talkers(sums), TopRow((), "total", *(int(t or 0) for t in totals))
+
+
+def _classified(by, conn, parts, params, width) -> tuple[list[TopRow], TopRow]:
+    """Applications and protocols: few keys, classified and merged here."""
+    sums = {tuple(row[:width]): [int(v or 0) for v in row[width:]]
+            for row in rollups.fetch_all(conn, _summed(parts, width), params)}
+    rows = _labelled(by, sums)
+    return rows, TopRow((), "total", *(sum(getattr(r, f) for r in rows) for f in ("bytes", "packets", "flows")))
 
 
 def _held_addresses(conn, account: str, start: datetime, end: datetime) -> tuple[str, dict]:
@@ -206,21 +230,20 @@ def _held_addresses(conn, account: str, start: datetime, end: datetime) -> tuple
 
 
 def _labelled(by: str, sums: dict) -> list[TopRow]:
-    if by in ("application", "protocol"):
-        merged: dict[tuple, TopRow] = {}
-        for (protocol, port), (b, p, f) in sums.items():
-            key = (application(protocol, port),) if by == "application" else (protocol, port)
-            label = key[0] if by == "application" else protocol_label(protocol, port)
-            row = merged.setdefault(key, TopRow(key, label))
-            row.bytes, row.packets, row.flows = row.bytes + b, row.packets + p, row.flows + f
-        return list(merged.values())
+    merged: dict[tuple, TopRow] = {}
+    for (protocol, port), (b, p, f) in sums.items():
+        key = (application(protocol, port),) if by == "application" else (protocol, port)
+        label = key[0] if by == "application" else protocol_label(protocol, port)
+        row = merged.setdefault(key, TopRow(key, label))
+        row.bytes, row.packets, row.flows = row.bytes + b, row.packets + p, row.flows + f
+    return list(merged.values())
+
+
+def _labelled_talkers(sums: dict) -> list[TopRow]:
     rows = []
     for key, (b, p, f) in sums.items():
         other = all(k is None for k in key)
-        if by == "conversation":
-            label = "others" if other else f"{key[0]} ⇄ {key[1]}"
-        else:
-            label = "others" if other else str(key[0])
+        label = "others" if other else " ⇄ ".join(str(k) for k in key)
         rows.append(TopRow(key, label, b, p, f, other))
     return rows
 
