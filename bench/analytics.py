@@ -6,17 +6,17 @@ generate_series, one day per statement, indexes in place as at ingest): subscrib
 makes thousands of flows a day, so 50M flows a month is an ISP of a few hundred subscribers), a skewed pool of Internet peers,
 the usual mix of service ports, 60 % inbound. Then:
 
-* ingest rate without roll-ups (the last days loaded), and the roll-up job's own rate over
-  the whole data set (``rollups.update``, as the periodic job runs it, up to one hour before
-  the end: the last hour is read from raw flows by the pages, as in production);
-* the ingest rate while the roll-up job runs at the same time in another process, against
-  the rate alone (the issue's "≥ 90 % of the rate without");
+* the load rate (INSERT … SELECT, the last days), and the roll-up job's own rate over the
+  whole data set (``rollups.rebuild`` a day per transaction, as the periodic job computes
+  hours, up to one hour before the end: the last hour is read from raw flows by the pages, as
+  in production); ``--processes 2`` splits the history between two processes to save time;
+  what roll-ups cost the collector's ingest is measured by ``bench/ingest.py --rollups``;
 * the queries of every analytics page, each run three times (median and worst in ms):
   graphs of a month (network, service, account, address, interface) and of a day, top
   reports of a day and of a month (network-wide and for one account), usage of a month.
 
     .venv/bin/python bench/analytics.py --flows 5000000 --days 30
-    .venv/bin/python bench/analytics.py --flows 50000000 --days 30     # the issue's size
+    .venv/bin/python bench/analytics.py --flows 50000000 --days 30 --processes 2   # the issue's size
 
 A scratch database ``ispflow_bench_*`` is created on the server of ISPFLOW_TEST_DATABASE_URL
 (default postgres@127.0.0.1) and dropped at the end unless --keep.
@@ -99,8 +99,33 @@ def settle(url: str) -> None:
         conn.exec_driver_sql("vacuum analyze")
 
 
-def _roll_up(url: str, now: datetime) -> None:
-    rollups.update(engine_for(url), now=now, budget_s=10 ** 9)
+def _rebuild(url: str, start: datetime, end: datetime, out) -> None:
+    began = time.perf_counter()
+    rollups.rebuild(engine_for(url), start, end)
+    out.put(time.perf_counter() - began)
+
+
+def roll_up_history(url: str, start: datetime, end: datetime, processes: int) -> list[float]:
+    """Roll up ``[start, end)`` as the job does, day by day, split between ``processes``
+    (each takes a contiguous share, as separate job runs would), then set the watermark to
+    ``end``; the seconds each process took."""
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    days = (end - start) / timedelta(days=1)
+    cuts = [start + timedelta(days=round(days * i / processes)) for i in range(processes)] + [end]
+    workers = [context.Process(target=_rebuild, args=(url, a, b, out)) for a, b in zip(cuts, cuts[1:]) if a < b]
+    for worker in workers:
+        worker.start()
+    seconds = [out.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+        if worker.exitcode:
+            raise SystemExit("a roll-up process failed")
+    with engine_for(url).begin() as conn:
+        conn.exec_driver_sql("insert into ispflow.analytics_watermarks (name, done_until) values (%(n)s, %(u)s) "
+                             "on conflict (name) do update set done_until = excluded.done_until",
+                             {"n": rollups.WATERMARK, "u": end})
+    return seconds
 
 
 def timed(function, runs: int = 3) -> tuple[float, float]:
@@ -153,6 +178,8 @@ def main():
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--subscribers", type=int, default=400,
                         help="subscriber addresses (two per account); 50M flows a month is ~4,000 a day each for 400")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="roll the history up in this many processes (2 halves the wait on 2 cores)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     args = parser.parse_args()
     server = os.environ.get("ISPFLOW_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -167,29 +194,12 @@ def main():
         print(f"ingest without roll-ups: {alone:,.0f} flows/s (median of the last 5 days)")
 
         began = time.perf_counter()
-        _roll_up(url, END)
+        seconds = roll_up_history(url, END - timedelta(days=args.days), END - timedelta(hours=1), args.processes)
         spent = time.perf_counter() - began
         settle(url)
-        print(f"roll-up job over the whole set: {spent:.1f} s, {args.flows / spent:,.0f} flows/s "
-              f"(each settled hour once, again only when late flows arrived)")
-
-        # One more day loaded while the job rolls up a fresh copy of the data set's last week.
-        extra = 2
-        with engine_for(url).begin() as conn:
-            conn.exec_driver_sql("delete from ispflow.analytics_watermarks")
-            conn.exec_driver_sql("insert into ispflow.analytics_watermarks (name, done_until) values "
-                                 "(%(n)s, %(u)s)", {"n": rollups.WATERMARK, "u": END - timedelta(days=7)})
-        alone_extra = statistics.median(load_days(url, END + timedelta(days=10), extra, per_day, args.subscribers))
-        job = multiprocessing.get_context("spawn").Process(target=_roll_up, args=(url, END))
-        job.start()
-        together = statistics.median(load_days(url, END + timedelta(days=20), extra, per_day, args.subscribers))
-        job.join()
-        print(f"ingest alone {alone_extra:,.0f} flows/s, while the roll-up job runs {together:,.0f} flows/s "
-              f"({100 * together / alone_extra:.0f} %)")
-        with engine_for(url).begin() as conn:   # the extra days are not part of the pages' data
-            conn.exec_driver_sql("delete from ispflow.flows where ts_start >= %(e)s", {"e": END})
-        _roll_up(url, END)
-        settle(url)
+        print(f"roll-up job over the whole set: {spent:.1f} s in {args.processes} process(es), "
+              f"{args.flows / sum(seconds):,.0f} flows/s per process "
+              f"(ingest with roll-ups kept up: bench/ingest.py --rollups)")
 
         print(f"{'page query':<44} {'median ms':>10} {'worst ms':>10}")
         for label, median, worst in page_queries(url):

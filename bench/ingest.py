@@ -6,6 +6,10 @@
 - nfcapd writing files (no database: the ceiling).
 
     .venv/bin/python bench/ingest.py --flows 1000000 [--version 9|10|5] [--rate FLOWS_PER_S] [--shape many|few]
+                                     [--rollups]
+
+``--rollups`` also times the roll-up job over the flows ispflow stored, and prints the rate of
+storing and rolling up together (the analytics issue's "ingest with roll-ups kept up").
 
 Stream shapes: ``many`` — 16k subscribers (100.64.0.0/18), IPv4 only; ``few`` — 62 subscribers
 (100.64.0.0/26) with many flows each, 10 % of the flows IPv6 (NetFlow v9 / IPFIX only).
@@ -35,6 +39,8 @@ sys.path.insert(0, str(ROOT))
 from tests import synthetic  # noqa: E402
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
+STREAM_START = 1_767_225_600.0   # the flows start within 10 minutes of 2026-01-01 00:00 UTC
+ROLLUPS = False                  # --rollups: also time the roll-up job over the stored flows
 CACHE = ROOT / "bench" / ".cache"
 
 
@@ -55,7 +61,7 @@ def stream(n: int, version: int, shape: str = "many") -> list[bytes]:
             out.append(data[offset + 4: offset + 4 + size])
             offset += 4 + size
         return out
-    t0 = 1_767_225_600.0
+    t0 = STREAM_START
     options = SHAPES[shape]
     if version == 5 and options["ipv6_share"]:
         raise SystemExit("NetFlow v5 carries no IPv6: use --shape many with --version 5")
@@ -153,7 +159,24 @@ def run_ispflow(packets, n, rate, per_packet) -> dict:
     cpu = _cpu(process.pid) - cpu_before
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=60)
-    return dict(peer="ispflow collector → TimescaleDB", rows=rows, seconds=seconds, send=sent_in, cpu=cpu)
+    result = dict(peer="ispflow collector → TimescaleDB", rows=rows, seconds=seconds, send=sent_in, cpu=cpu)
+    if ROLLUPS:
+        result["rollup_seconds"] = roll_up_stream(url)
+    return result
+
+
+def roll_up_stream(url: str) -> float:
+    """Seconds the roll-up job takes over the stream's flows (the hour they start in), as the
+    periodic job computes an hour: what keeping roll-ups costs on top of storing the flows."""
+    from datetime import datetime, timedelta, timezone
+
+    from ispflow.analytics import rollups
+    from ispflow.database import engine_for
+
+    hour = datetime.fromtimestamp(STREAM_START, timezone.utc)
+    began = time.perf_counter()
+    rollups.rebuild(engine_for(url), hour, hour + timedelta(hours=1))
+    return time.perf_counter() - began
 
 
 PMACCT_TABLE = """
@@ -250,7 +273,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="flows/s to send at (0 = as fast as possible)")
     parser.add_argument("--peers", default="ispflow,nfacctd,nfcapd")
     parser.add_argument("--shape", default="many", choices=sorted(SHAPES))
+    parser.add_argument("--rollups", action="store_true",
+                        help="after ispflow stored the stream, time the roll-up job over it")
     args = parser.parse_args()
+    global ROLLUPS
+    ROLLUPS = args.rollups
     try:  # nfacctd needs a large socket buffer (it lost 11 % of a 1M-flow burst with the 4 MB default)
         Path("/proc/sys/net/core/rmem_max").write_text("268435456")
     except OSError:
@@ -266,6 +293,11 @@ def main() -> None:
         print(f"{result['peer']:38s} stored {result['rows']:>9,} in {result['seconds']:6.2f} s = "
               f"{result['rows'] / max(result['seconds'], 1e-9):>10,.0f} flows/s, loss {loss:5.2f} %, "
               f"sent in {result['send']:.2f} s, process CPU {result['cpu']:.1f} s", flush=True)
+        if "rollup_seconds" in result:
+            job, both = result["rollup_seconds"], result["seconds"] + result["rollup_seconds"]
+            print(f"{'  + roll-up job over the same flows':38s} {job:6.2f} s = {result['rows'] / job:>10,.0f} flows/s; "
+                  f"stored and rolled up: {result['rows'] / both:,.0f} flows/s = "
+                  f"{100 * result['seconds'] / both:.0f} % of storing alone", flush=True)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,23 @@ def test_an_hour_is_drawn_per_minute_from_the_raw_flows(db_engine):
     assert result.bytes_out[:4] == [300, 600, 300, 0]
 
 
+def test_an_hours_graph_counts_the_part_of_earlier_flows_still_running_in_it(db_engine):
+    _flows(db_engine, [
+        # 40 minutes before the hour until 20 minutes into it: half its bytes are the hour's.
+        flow("2026-03-02T09:20:00Z", "100.64.0.1", "198.51.100.1", seconds=3600, bytes=6000, direction="out"),
+        # ended before the hour: nothing of it.
+        flow("2026-03-02T09:50:00Z", "100.64.0.1", "198.51.100.1", seconds=540, bytes=999, direction="out"),
+        # a wrong clock (ends before it starts), inside the hour: all of it in its start's minute.
+        flow("2026-03-02T10:30:10Z", "100.64.0.1", "198.51.100.1", seconds=-5, bytes=77, direction="out")])
+    with db_engine.connect() as conn:
+        result = bandwidth.series(conn, Scope("network"), utc("2026-03-02T10:00:00Z"), utc("2026-03-02T11:00:00Z"))
+    assert result.step == timedelta(minutes=1)
+    assert result.bytes_out[:20] == [100] * 20 and result.bytes_out[20] == 0 and result.bytes_out[30] == 77
+    assert result.stats["out"].volume_bytes == 2000 + 77
+    # The 5-minute samples behind the statistics are the minutes summed.
+    assert result.stats["out"].peak_bps == 500 * 8 / 300
+
+
 def test_interface_graphs_see_in_and_out_from_the_router(db_engine):
     _flows(db_engine, [flow("2026-03-02T10:00:30Z", bytes=1000, in_if=3, out_if=4, direction="out"),
                        flow("2026-03-02T10:00:30Z", bytes=70, in_if=4, out_if=3, direction="in")])

@@ -177,7 +177,10 @@ def _rollup_source(scope: Scope, params: dict) -> str:
 def _raw_source(scope: Scope, params: dict) -> str:
     """The raw flows of the scope as (ts_start, ts_end, bytes, packets, direction)."""
     columns = "f.ts_start, f.ts_end, f.bytes, f.packets"
-    window = "f.ts_start >= %(raw_from)s - interval '1 hour' and f.ts_start < %(end)s"
+    # Flows that started up to MAX_SPAN earlier reach into the period; of those, only the ones
+    # still running at its start have a piece in it.
+    window = (f"f.ts_start >= %(raw_from)s - interval '{int(rollups.MAX_SPAN.total_seconds())} seconds' "
+              "and f.ts_start < %(end)s and (f.ts_start >= %(raw_from)s or f.ts_end > %(raw_from)s)")
     if scope.kind == "interface":
         params["exporter_id"] = scope.exporter_id
         match = "f.exporter_id = %(exporter_id)s"
@@ -255,12 +258,15 @@ def series(conn, scope: Scope, start: datetime, end: datetime, step: timedelta |
         raise ScopeError("that step gives too many points for the period; choose a longer step")
     rollups.for_aggregates(conn)
     done = rollups.watermark(conn)
-    samples = five_minute_samples(conn, scope, start, end, done)
     first = rollups.floor_time(start, step)
-    if step % SAMPLE == timedelta(0):
-        fine = samples
-    else:
+    if step < SAMPLE and SAMPLE % step == timedelta(0):
+        # Finer than the samples (short periods): one pass over the raw flows. A sample is the
+        # sum of its finer buckets, exactly, because a flow's pieces telescope.
         fine = _raw_buckets(conn, scope, first, end, step)
+        samples = _coarsened(fine, SAMPLE)
+    else:
+        samples = five_minute_samples(conn, scope, start, end, done)
+        fine = samples if step % SAMPLE == timedelta(0) else _raw_buckets(conn, scope, first, end, step)
     width, origin = int(step.total_seconds()), int(first.timestamp())
     count = -(-int((end - first).total_seconds()) // width)
     bytes_in, bytes_out = [0] * count, [0] * count
@@ -273,6 +279,16 @@ def series(conn, scope: Scope, start: datetime, end: datetime, step: timedelta |
     result = Series(scope, start, end, step, buckets, bytes_in, bytes_out, rolled_up_until=done)
     result.stats = statistics(samples, start, end)
     return result
+
+
+def _coarsened(buckets: dict, width: timedelta) -> dict:
+    """{epoch seconds: [bytes in, bytes out]} summed into ``width``-long buckets."""
+    seconds, out = int(width.total_seconds()), {}
+    for bucket, (inbound, outbound) in buckets.items():
+        total = out.setdefault(bucket - bucket % seconds, [0, 0])
+        total[0] += inbound
+        total[1] += outbound
+    return out
 
 
 def statistics(samples: dict, start: datetime, end: datetime) -> dict[str, DirectionStats]:

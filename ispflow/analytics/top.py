@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from ..search.names import port_name, protocol_name
 from . import rollups
-from .rollups import SERVICE_PORT
+from .rollups import SERVICE_PORT, SUM
 
 REPORTS = ("source", "destination", "application", "conversation", "subscriber", "protocol")
 TALKERS = ("source", "destination", "conversation")
@@ -115,7 +115,7 @@ def _rollup_sql(by: str, account: str | None, params: dict) -> str:
         table, where = "rollup_accounts_1h", "true" if account is None else scope
     else:
         table, where = "rollup_apps_1h", scope
-    return (f"select {columns}, sum(bytes), sum(packets), sum(flows) from ispflow.{table} "
+    return (f"select {columns}, {SUM}(bytes), {SUM}(packets), {SUM}(flows) from ispflow.{table} "
             f"where {where} and bucket >= %(from)s and bucket < %(until)s group by {columns}")
 
 
@@ -129,7 +129,7 @@ def _raw_sql(by: str, account: str | None, network, params: dict, held=None) -> 
     if account is not None:
         parts.append("f.account = %(account)s")
     count = len(expressions.split(", ")) if by not in ("application", "protocol") else 2
-    select = f"select {expressions}, sum(f.bytes), sum(f.packets), count(*) from ispflow.flows f"
+    select = f"select {expressions}, {SUM}(f.bytes), {SUM}(f.packets), count(*) from ispflow.flows f"
     group = ", ".join(str(i) for i in range(1, count + 1))
     if network is None:
         return f"{select} where {' and '.join(parts)} group by {group}"
@@ -189,24 +189,30 @@ def _summed(parts: list[str], width: int) -> str:
     """The rows of every part (roll-ups, then raw flows) summed per key."""
     keys = [f"k{i}" for i in range(width)]
     union = " union all ".join(f"select * from ({part}) p{i}" for i, part in enumerate(parts))
-    return (f"select {', '.join(keys)}, sum(b) as b, sum(p) as p, sum(f) as f "
+    return (f"select {', '.join(keys)}, {SUM}(b) as b, {SUM}(p) as p, {SUM}(f) as f "
             f"from ({union}) u({', '.join(keys)}, b, p, f) group by {', '.join(keys)}")
 
 
 def _ranked(conn, parts, params, width, order, limit) -> tuple[list[TopRow], TopRow]:
     """Ranked inside PostgreSQL: only the top ``limit``, the remainder rows and the totals come back
-    (a month of hourly talkers is hundreds of thousands of keys)."""
+    (a month of hourly talkers is hundreds of thousands of keys). The top rows are a bounded
+    heap's pick (``order by … limit``), not a sort of every key."""
     keys = [f"k{i}" for i in range(width)]
     other = " and ".join(f"{k} is null" for k in keys)
     first, second = ("b", "f") if order == "bytes" else ("f", "b")
     params["limit"] = int(limit)
-    sql = (f"select * from (select g.*, sum(b) over () as tb, sum(p) over () as tp, sum(f) over () as tf, "
-           f"row_number() over (order by ({other}), {first} desc, {second} desc) as rank "
-           f"from ({_summed(parts, width)}) g) x where rank <= %(limit)s or ({other})")
-    fetched = rollups.fetch_all(conn, sql, params)
-    totals = fetched[0][width + 3:width + 6] if fetched else (0, 0, 0)
-    sums = {tuple(row[:width]): [int(v or 0) for v in row[width:width + 3]] for row in fetched}
-    return _labelled_talkers(sums), TopRow((), "total", *(int(t or 0) for t in totals))
+    sql = (f"with g as materialized ({_summed(parts, width)}) "
+           f"(select *, 0 from g where not ({other}) order by {first} desc, {second} desc limit %(limit)s) "
+           f"union all (select *, 1 from g where {other}) "
+           f"union all (select {', '.join('null' for _ in keys)}, {SUM}(b), {SUM}(p), {SUM}(f), 2 from g)")
+    sums, totals = {}, (0, 0, 0)
+    for row in rollups.fetch_all(conn, sql, params):
+        counts = tuple(int(v or 0) for v in row[width:width + 3])
+        if row[-1] == 2:
+            totals = counts
+        else:
+            sums[tuple(row[:width])] = list(counts)
+    return _labelled_talkers(sums), TopRow((), "total", *totals)
 
 
 def _classified(by, conn, parts, params, width) -> tuple[list[TopRow], TopRow]:
