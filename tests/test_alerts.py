@@ -77,6 +77,14 @@ def test_a_rate_above_the_threshold_in_only_some_minutes_raises_nothing(db_engin
     assert evaluate_rules(settings, NOW) == "1 rule(s), 0 alert(s) raised"
 
 
+def test_sampled_flows_count_at_their_stored_volume_which_is_already_scaled(db_engine, settings):
+    """The collector stores a 1-in-100 exporter's counters multiplied by 100: 50 MB a minute
+    (6.7 Mbit/s) stays under 10 Mbit/s, however high the sampling rate."""
+    add_rule(db_engine, name="big-upload", kind="subscriber_rate", threshold_mbps="10", minutes="5")
+    busy_minutes(db_engine, megabytes=50, sampling_rate=100)
+    assert evaluate_rules(settings, NOW) == "1 rule(s), 0 alert(s) raised"
+
+
 def test_a_continuing_incident_is_one_alert_whose_last_seen_moves(db_engine, settings):
     add_rule(db_engine, name="big-upload", kind="subscriber_rate", threshold_mbps="10", minutes="5",
              cooldown_minutes="30")

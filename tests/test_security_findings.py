@@ -66,6 +66,17 @@ def test_the_exfiltration_is_unusual_outbound_volume_and_the_steady_heavy_upload
     assert found[0].evidence["usual_bytes"] == 5_000_000
 
 
+def test_sampled_flows_count_at_their_stored_volume_which_is_already_scaled(db_engine, generated, geo):
+    """A 1-in-100 exporter's counters are stored multiplied by 100; the finding reports them as stored."""
+    with db_engine.connect() as conn:
+        insert_flows(conn, [dict(r, sampling_rate=100) for r in generated if r["src_addr"] == t.EXFIL])
+        conn.commit()
+    analyse_period(db_engine, t.HOUR, t.HOUR + timedelta(hours=1), geo, now=NOW)
+    with db_engine.connect() as conn:
+        [found] = grouped_findings(conn, t.HOUR, t.HOUR + timedelta(hours=1), kind="outbound")
+    assert (found.evidence["bytes"], found.evidence["usual_bytes"]) == (3_000_000_000, 5_000_000)
+
+
 def test_the_beacon_is_found_and_a_long_connection_is_not(analysed):
     assert of_kind(analysed, "beacon") == {(t.BEACON, t.BEACON_PEER, 443)}
     beacon = next(r for r in analysed if r.kind == "beacon")

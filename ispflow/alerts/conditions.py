@@ -2,8 +2,9 @@
 
 An incident is identified by a key that stays the same while the problem lasts (the account,
 the exporter, the finding), so the cool-down can tell a continuing incident from a new one.
-Rates are counted per minute from the flows' start times and scaled by their sampling rate;
-the last ``SETTLE`` of traffic is left out because its flows have not all arrived yet.
+Rates are counted per minute from the flows' start times and stored volumes (which the collector
+has already multiplied by the sampling rate); the last ``SETTLE`` of traffic is left out because
+its flows have not all arrived yet.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _sustained_rate(conn, params: dict, now: datetime, group: str, where: str, e
     return conn.execute(sa.text(f"""
         with minutes as (
             select {group} as subject, time_bucket('1 minute', ts_start) as minute,
-                   (sum(bytes * sampling_rate) * 8 / 60.0)::float8 as bps
+                   (sum(bytes) * 8 / 60.0)::float8 as bps
             from ispflow.flows
             where ts_start >= :start and ts_start < :end and {where}
             group by 1, 2

@@ -5,8 +5,9 @@ the window are read) and groups inside PostgreSQL; only the few groups over a th
 back to Python. Lookups per address (the outbound baseline, the geography details) go
 through the ``src_addr`` and ``dst_addr`` indexes.
 
-Volumes are scaled by each flow's sampling rate; counts of connections are not (a sampled
-exporter shows fewer of them, which only makes the detectors more cautious).
+Volumes are the stored counters, which the collector has already multiplied by the sampling
+rate; counts of connections are not scaled (a sampled exporter shows fewer of them, which only
+makes the detectors more cautious).
 """
 from __future__ import annotations
 
@@ -117,13 +118,13 @@ def unusual_outbound(conn, start, end, settings: SecuritySettings) -> list[Findi
     """
     minimum = settings.outbound_min_megabytes * 1_000_000 * (end - start) / timedelta(hours=1)
     rows = conn.execute(sa.text(f"""
-        select account, src_addr, sum(bytes * sampling_rate) as bytes, count(*) as flows,
+        select account, src_addr, sum(bytes) as bytes, count(*) as flows,
                min(ts_start) as first_seen, max(ts_start) as last_seen
         from ispflow.flows
         where {_WINDOW} and direction = 'out' and account in (
             select account from ispflow.flows
             where {_WINDOW} and direction = 'out' and account is not null
-            group by account having sum(bytes * sampling_rate) >= :minimum)
+            group by account having sum(bytes) >= :minimum)
         group by account, src_addr
     """), {"start": start, "end": end, "minimum": minimum}).all()
     by_account = defaultdict(list)
@@ -135,7 +136,7 @@ def unusual_outbound(conn, start, end, settings: SecuritySettings) -> list[Findi
         sent = sum(int(p.bytes) for p in parts)
         addresses = [str(p.src_addr) for p in parts]
         before = conn.execute(sa.text("""
-            select coalesce(sum(bytes * sampling_rate), 0) from ispflow.flows
+            select coalesce(sum(bytes), 0) from ispflow.flows
             where src_addr = any(cast(:addresses as inet[])) and ts_start >= :since and ts_start < :start
               and direction = 'out'
         """), {"addresses": addresses, "since": start - timedelta(days=days), "start": start}).scalar()
@@ -224,7 +225,7 @@ def unexpected_countries(conn, start, end, settings: SecuritySettings, geo: GeoI
     rows = conn.execute(sa.text(f"""
         select case when direction = 'out' then src_addr else dst_addr end as local,
                case when direction = 'out' then dst_addr else src_addr end as remote,
-               max(account) as account, count(*) as flows, sum(bytes * sampling_rate) as bytes,
+               max(account) as account, count(*) as flows, sum(bytes) as bytes,
                min(ts_start) as first_seen, max(ts_start) as last_seen
         from ispflow.flows
         where {_WINDOW} and ((direction = 'out' and dst_addr = any(cast(:remotes as inet[])))
