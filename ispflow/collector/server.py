@@ -106,7 +106,8 @@ class Collector:
         self.listening = threading.Event()  # set while notifications are being received
         self._directory_ready = threading.Event()  # cleared while a notified directory change loads
         self._directory_ready.set()
-        self._spool_lock = threading.Lock()  # writers vs replay: order of stored batches
+        self._spool_lock = threading.RLock()  # writers vs replay: order of stored batches
+        self._claimed: set = set()            # spooled files a thread is storing now
         self._threads: list[threading.Thread] = []
         self._errors = RateLimitedLog()
         self.started_at = time.time()
@@ -298,23 +299,56 @@ class Collector:
             if item is None:
                 self.batches.put(None)  # let the other writers see it too
                 break
-            with self._spool_lock:
-                must_spool = len(self.spool) > 0
-            if must_spool or not self.database_up.is_set():
+            if not self.database_up.is_set():
                 self._to_spool(item)
                 continue
+            claimed = None
+            with self._spool_lock:
+                behind = len(self.spool) > 0
+                if behind:
+                    # Batches wait on disk: this one goes behind them and the oldest is stored
+                    # instead, so the order holds and every writer helps to empty the spool.
+                    self._to_spool(item)
+                    claimed = self._claim_oldest()
+            if claimed is not None:
+                item = self.spool.load(claimed)
+            elif behind:
+                continue  # every spooled file, this one too, is being stored by another thread
             try:
                 conn = conn if conn is not None and not conn.closed else psycopg2.connect(self.dsn)
                 self._store(conn, item)
+                if claimed is not None:
+                    self._replayed(claimed)
             except DATABASE_ERRORS as error:
                 self.database_up.clear()
                 self._errors.warning("database", "database unavailable (%s); spooling batches", error)
-                self._to_spool(item)
+                if claimed is not None:
+                    self._release(claimed)  # stays in the spool, in its place
+                else:
+                    self._to_spool(item)
                 if conn is not None:
                     conn.close()
                 conn = None
         if conn is not None:
             conn.close()
+
+    def _claim_oldest(self):
+        """The oldest spooled file no thread is storing, now claimed (call under ``_spool_lock``)."""
+        for path in self.spool.files():
+            if path not in self._claimed:
+                self._claimed.add(path)
+                return path
+        return None
+
+    def _replayed(self, path) -> None:
+        with self._spool_lock:
+            self.spool.remove(path)
+            self._claimed.discard(path)
+        self._count(replayed_batches=1)
+
+    def _release(self, path) -> None:
+        with self._spool_lock:
+            self._claimed.discard(path)
 
     def _store(self, conn, item) -> None:
         started = time.monotonic()
@@ -387,14 +421,15 @@ class Collector:
         try:
             while True:
                 with self._spool_lock:
-                    files = self.spool.files()
-                    if not files:
-                        return
-                    path = files[0]
-                    item = self.spool.load(path)
-                    self._store(conn, item)
-                    self.spool.remove(path)
-                self._count(replayed_batches=1)
+                    path = self._claim_oldest()
+                if path is None:
+                    return
+                try:
+                    self._store(conn, self.spool.load(path))
+                except BaseException:
+                    self._release(path)
+                    raise
+                self._replayed(path)
         except DATABASE_ERRORS as error:
             self.database_up.clear()
             self._errors.warning("database", "database lost during replay (%s)", error)

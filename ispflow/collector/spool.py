@@ -28,10 +28,21 @@ def pack(item) -> tuple[str, dict[str, np.ndarray], dict]:
     """(kind, arrays, header) of an EnrichedFlows or a NatBatch."""
     if isinstance(item, EnrichedFlows):
         arrays = {f.name: getattr(item.flows, f.name) for f in fields(FlowBatch) if f.name != "exporters"}
-        arrays.update(subscriber=item.subscriber, direction=item.direction, status=item.status)
-        return "flows", arrays, {"exporters": item.flows.exporters, "subscribers": item.subscribers}
+        subscriber, subscribers = _referenced(item.subscriber, item.subscribers)
+        arrays.update(subscriber=subscriber, direction=item.direction, status=item.status)
+        return "flows", arrays, {"exporters": item.flows.exporters, "subscribers": subscribers}
     arrays = {f.name: getattr(item, f.name) for f in fields(NatBatch) if f.name != "exporters"}
     return "nat", arrays, {"exporters": item.exporters}
+
+
+def _referenced(subscriber: np.ndarray, subscribers: list) -> tuple[np.ndarray, list]:
+    """The subscriber column renumbered over only the (account, service) pairs it refers to:
+    a batch names a few of a directory's many thousand, and its file carries those alone."""
+    present = subscriber >= 0
+    used, inverse = np.unique(subscriber[present], return_inverse=True)
+    column = np.full(len(subscriber), -1, dtype=np.int32)
+    column[present] = inverse
+    return column, [subscribers[i] for i in used]
 
 
 def _absent(f, n: int) -> np.ndarray:
