@@ -149,3 +149,27 @@ def test_a_large_mixed_batch_keeps_every_row(database_url, db_engine):
         count, total = conn.execute(sa.text("select count(*), sum(bytes) from ispflow.flows")).one()
     assert count == 5000
     assert total == sum(range(5000))
+
+
+def test_accounts_services_directions_and_statuses_of_many_subscribers_are_stored_per_flow(database_url, db_engine):
+    """Names of every length (UTF-8 counted in bytes), both directions, each status, and flows
+    of no subscriber, mixed in one batch."""
+    rows = [Assignment.parse(f"Účet-{'ž' * (i % 5)}{i}", "fibre" if i % 2 else "dsl", f"203.0.113.{i}",
+                             "2025-01-01T00:00:00Z") for i in range(1, 60)]
+    flows, expected = [], []
+    for i in range(600):
+        k = i % 61   # 60 and 0 are no subscriber's
+        inbound = i % 3 == 0
+        subscriber, remote = f"203.0.113.{k}", f"198.51.100.{i % 250}"
+        flows.append(dict(src=remote if inbound else subscriber, dst=subscriber if inbound else remote,
+                          start="2026-03-01T10:00:00Z", bytes=i, packets=1, protocol=6 if i % 4 else 17,
+                          tcp_flags=(0x02 if i % 8 == 1 else 0x12)))
+        held = 1 <= k < 60
+        status = None if i % 4 == 0 else ("failure" if i % 8 == 1 else "success")
+        expected.append((i, rows[k - 1].account if held else None, rows[k - 1].service if held else None,
+                         ("in" if inbound else "out") if held else None, status))
+    store(database_url, enrich(flow_batch(flows), directory(*rows)))
+    with db_engine.connect() as conn:
+        got = conn.execute(sa.text("select bytes, account, service, direction, status from ispflow.flows "
+                                   "order by bytes")).all()
+    assert [tuple(r) for r in got] == expected

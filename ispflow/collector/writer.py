@@ -67,23 +67,63 @@ def _text(value: str | None) -> bytes:
     return struct.pack(">i", len(data)) + data
 
 
+class _TextFields:
+    """The text tail (account, service, direction, status) as binary COPY fields: a padded byte
+    row per subscriber, built once per directory, and one per direction and status pair. A
+    flow's tail is its subscriber's row then its pair's, cut out in bulk: no Python per flow
+    or per subscriber of a batch (a batch of the many-subscriber stream names ~35k of them)."""
+
+    def __init__(self, subscribers: list[tuple[str, str]]):
+        self.subscribers = subscribers
+        self.sub_len, self.sub = self._matrix([_text(None) + _text(None)]
+                                              + [_text(a) + _text(s) for a, s in subscribers])
+        self.pair_len, self.pair = self._matrix([_text(DIRECTION_NAMES.get(d)) + _text(STATUS_NAMES.get(s))
+                                                 for d in range(3) for s in range(3)])
+
+    @staticmethod
+    def _matrix(parts: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        lengths = np.array([len(p) for p in parts], dtype=np.int64)
+        matrix = np.zeros((len(parts), int(lengths.max())), dtype=np.uint8)
+        flat = np.frombuffer(b"".join(parts), dtype=np.uint8)
+        rows = np.repeat(np.arange(len(parts)), lengths)
+        columns = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        matrix[rows, columns] = flat
+        return lengths, matrix
+
+    def lengths(self, sub: np.ndarray, pair: np.ndarray) -> np.ndarray:
+        return self.sub_len[sub] + self.pair_len[pair]
+
+    def block(self, sub: np.ndarray, pair: np.ndarray, length: int) -> np.ndarray:
+        """(rows, length) bytes; every row's tail must be ``length`` long."""
+        position = np.arange(length)
+        own = self.sub_len[sub][:, None]
+        from_sub = position < own
+        sub_part = self.sub[sub[:, None], np.minimum(position, self.sub.shape[1] - 1)]
+        pair_part = self.pair[pair[:, None], np.clip(position - own, 0, self.pair.shape[1] - 1)]
+        return np.where(from_sub, sub_part, pair_part)
+
+
+_text_fields: _TextFields | None = None
+
+
+def _fields_for(subscribers) -> _TextFields:
+    global _text_fields
+    cached = _text_fields
+    if cached is None or cached.subscribers is not subscribers:
+        cached = _text_fields = _TextFields(subscribers)
+    return cached
+
+
 def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
     """The whole binary COPY payload for a batch; ``exporter_ids[i]`` is the id of exporter i."""
     f = enriched.flows
     n = len(f)
     if not n:
         return HEADER + TRAILER
-    # Text tail (account, service, direction, status): one byte string per distinct combination.
-    combo = (enriched.subscriber.astype(np.int64) + 1) * 16 + enriched.direction * 4 + enriched.status
-    combos, combo_of_row = np.unique(combo, return_inverse=True)
-    tails = []
-    for value in combos.tolist():
-        sub, rest = divmod(value, 16)
-        direction, status = divmod(rest, 4)
-        account, service = enriched.subscribers[sub - 1] if sub else (None, None)
-        tails.append(_text(account) + _text(service) + _text(DIRECTION_NAMES.get(direction))
-                     + _text(STATUS_NAMES.get(status)))
-    tail_len = np.array([len(t) for t in tails], dtype=np.int64)[combo_of_row]
+    text = _fields_for(enriched.subscribers)
+    sub = enriched.subscriber.astype(np.int64) + 1
+    pair = enriched.direction.astype(np.int64) * 3 + enriched.status
+    tail_len = text.lengths(sub, pair)
 
     optional = {"tcp_flags": f.tcp_flags >= 0, "in_if": (f.in_if >= 0) & (f.in_if <= _INT4_MAX),
                 "out_if": (f.out_if >= 0) & (f.out_if <= _INT4_MAX), "src_as": f.src_as >= 0,
@@ -107,9 +147,7 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
         family = 6 if sig & 1 else 4
         has = {name: bool(sig >> bit & 1) for bit, name in enumerate(optional, start=1)}
         post_src_family, post_dst_family = (sig >> 12 & 3) * 2, (sig >> 14 & 3) * 2
-        group_combos, local = np.unique(combo_of_row[rows], return_inverse=True)
-        tail_matrix = np.frombuffer(b"".join(tails[c] for c in group_combos.tolist()), dtype=np.uint8)
-        tail_matrix = tail_matrix.reshape(len(group_combos), -1)[local]
+        tail_matrix = text.block(sub[rows], pair[rows], sig >> 16)
         block = {
             "ts_start": _fixed(f.ts_start[rows] - PG_EPOCH_US, ">i8"),
             "ts_end": _fixed(f.ts_end[rows] - PG_EPOCH_US, ">i8"),
