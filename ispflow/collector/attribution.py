@@ -51,13 +51,65 @@ def _ipv4_prefix(text: str) -> tuple[int, int] | None:
     return value & ((0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF), bits
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+class _V6Table:
+    """The IPv6 prefixes of one length, searchable in bulk like the IPv4 ones: each network's
+    two 64-bit words mixed into one sortable key, matches confirmed on both words."""
+
+    def __init__(self, length: int, rows: list[tuple[bytes, int, int, int]]):
+        self.mask_hi, self.mask_lo = self.masks(length)
+        words = np.frombuffer(b"".join(net for net, *_ in rows), dtype=">u8").astype(np.uint64).reshape(-1, 2)
+        starts = np.array([r[1] for r in rows], dtype=np.int64)
+        keys = self._key(words[:, 0], words[:, 1])
+        order = np.lexsort((-starts, words[:, 1], words[:, 0], keys))  # latest start first per network
+        self.keys, self.hi, self.lo = keys[order], words[order, 0], words[order, 1]
+        self.starts = starts[order]
+        self.ends = np.array([r[2] for r in rows], dtype=np.int64)[order]
+        self.subs = np.array([r[3] for r in rows], dtype=np.int32)[order]
+
+    @staticmethod
+    def masks(length: int) -> tuple[np.uint64, np.uint64]:
+        """The netmask of a prefix length as two 64-bit words."""
+        ones = (1 << 64) - 1
+        return (np.uint64(ones ^ ((1 << (64 - min(length, 64))) - 1)),
+                np.uint64(ones ^ ((1 << (128 - max(length, 64))) - 1)))
+
+    @classmethod
+    def words(cls, network: ipaddress.IPv6Network) -> tuple[tuple, tuple]:
+        """((mask hi, mask lo), (network hi, network lo)) of an IPv6 network."""
+        value = int(network.network_address)
+        return cls.masks(network.prefixlen), (np.uint64(value >> 64), np.uint64(value & ((1 << 64) - 1)))
+
+    @staticmethod
+    def _key(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        return hi ^ (lo * _MIX)
+
+    def lookup(self, hi: np.ndarray, lo: np.ndarray, at: np.ndarray, result: np.ndarray) -> None:
+        """Fill ``result`` (-1 = not found yet) for the addresses (hi, lo) at moments ``at``."""
+        todo = np.nonzero(result < 0)[0]
+        if not len(todo):
+            return
+        net_hi, net_lo = hi[todo] & self.mask_hi, lo[todo] & self.mask_lo
+        keys = self._key(net_hi, net_lo)
+        first = np.searchsorted(self.keys, keys, "left")
+        last = np.searchsorted(self.keys, keys, "right")
+        for k in range(int((last - first).max(initial=0))):
+            candidate = first + k
+            live = candidate < last
+            c = np.where(live, candidate, 0)
+            hit = (live & (self.hi[c] == net_hi) & (self.lo[c] == net_lo) & (self.starts[c] <= at[todo])
+                   & (at[todo] < self.ends[c]) & (result[todo] < 0))
+            result[todo[hit]] = self.subs[c[hit]]
+
+
 class SubscriberDirectory:
     def __init__(self, assignments, own_prefixes=()):
         """``assignments``: iterable of (account, service, prefix, valid_from, valid_to)."""
         self.subscribers: list[tuple[str, str]] = []
         index: dict[tuple[str, str], int] = {}
-        v4 = defaultdict(list)
-        self._v6 = defaultdict(list)
+        v4, v6 = defaultdict(list), defaultdict(list)
         for account, service, prefix, valid_from, valid_to in assignments:
             sub = index.setdefault((account, service), len(index))
             period = (_micros(valid_from), _micros(valid_to), sub)
@@ -66,10 +118,9 @@ class SubscriberDirectory:
                 v4[parsed[1]].append((parsed[0], *period))
             else:
                 network = ipaddress.ip_network(str(prefix), strict=False)
-                self._v6[(network.prefixlen, network.network_address.packed)].append(period)
+                v6[network.prefixlen].append((network.network_address.packed, *period))
         self.subscribers = list(index)
-        for periods in self._v6.values():
-            periods.sort(key=lambda period: -period[0])
+        self._v6_tables = [_V6Table(length, v6[length]) for length in sorted(v6, reverse=True)]
         self._v4 = []
         for length in sorted(v4, reverse=True):
             rows = sorted(v4[length], key=lambda row: (row[0], -row[1]))
@@ -77,7 +128,6 @@ class SubscriberDirectory:
             mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
             self._v4.append((np.uint32(mask), table[:, 0].astype(np.uint32), table[:, 1], table[:, 2],
                              table[:, 3].astype(np.int32)))
-        self._v6_lengths = sorted({length for length, _ in self._v6}, reverse=True)
         self._own4 = []
         self._own6 = []
         for prefix in own_prefixes:
@@ -85,7 +135,8 @@ class SubscriberDirectory:
             if network.version == 4:
                 self._own4.append((np.uint32(int(network.netmask)), np.uint32(int(network.network_address))))
             else:
-                self._own6.append(network)
+                mask, net = _V6Table.words(network)
+                self._own6.append((mask, net))
 
     @classmethod
     def load(cls, conn, own_prefixes=()) -> "SubscriberDirectory":
@@ -95,7 +146,7 @@ class SubscriberDirectory:
         return cls(rows, own_prefixes)
 
     def __len__(self) -> int:
-        return sum(len(keys) for _, keys, *_ in self._v4) + sum(len(v) for v in self._v6.values())
+        return sum(len(keys) for _, keys, *_ in self._v4) + sum(len(t.keys) for t in self._v6_tables)
 
     # --- lookups --------------------------------------------------------------------------
     def lookup(self, family: np.ndarray, addr: np.ndarray, when: np.ndarray) -> np.ndarray:
@@ -120,19 +171,15 @@ class SubscriberDirectory:
                     hit = live & (starts[c] <= at[todo]) & (at[todo] < ends[c]) & (result[todo] < 0)
                     result[todo[hit]] = subs[c[hit]]
             found[rows] = result
-        if self._v6:
-            for row in np.nonzero(family == 6)[0]:
-                found[row] = self._lookup6(bytes(addr[row]), int(when[row]))
+        if self._v6_tables:
+            rows = np.nonzero(family == 6)[0]
+            if len(rows):
+                words = addr[rows].copy().view(">u8").astype(np.uint64)
+                result = np.full(len(rows), -1, dtype=np.int32)
+                for table in self._v6_tables:
+                    table.lookup(words[:, 0], words[:, 1], when[rows], result)
+                found[rows] = result
         return found
-
-    def _lookup6(self, packed: bytes, when: int) -> int:
-        value = int.from_bytes(packed, "big")
-        for length in self._v6_lengths:
-            network = (value >> (128 - length) << (128 - length)).to_bytes(16, "big") if length else bytes(16)
-            for start, end, sub in self._v6.get((length, network), ()):
-                if start <= when < end:
-                    return sub
-        return -1
 
     def _own(self, family: np.ndarray, addr: np.ndarray) -> np.ndarray:
         own = np.zeros(len(family), dtype=bool)
@@ -141,9 +188,9 @@ class SubscriberDirectory:
             for mask, net in self._own4:
                 own |= (family == 4) & ((keys & mask) == net)
         if self._own6:
-            for row in np.nonzero(family == 6)[0]:
-                address = ipaddress.IPv6Address(bytes(addr[row]))
-                own[row] = any(address in network for network in self._own6)
+            words = addr.copy().view(">u8").astype(np.uint64)
+            for (mask_hi, mask_lo), (net_hi, net_lo) in self._own6:
+                own |= (family == 6) & ((words[:, 0] & mask_hi) == net_hi) & ((words[:, 1] & mask_lo) == net_lo)
         return own
 
     def attribute(self, batch: FlowBatch):
