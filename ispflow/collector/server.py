@@ -5,9 +5,10 @@ Threads, each with one job:
   every ``flush_interval`` or when enough records are queued, drains the decoder into column
   batches, attributes them to subscribers and queues them for the writers;
 - writers (one database connection each, so PostgreSQL works on both cores) COPY batches;
-  a batch the database cannot take goes to the spool, and while the spool holds anything new
-  batches follow it there, so order is kept;
-- the keeper replays the spool when the database is back, writes the heartbeat and the
+  a batch the database cannot take, or that waits too long for a writer during a burst, goes
+  to the spool; while the spool holds anything, new batches follow it there and each writer
+  stores the oldest spooled batch instead, so order is kept and every connection replays;
+- the keeper replays the spool when the database is back and no batch arrives, writes the heartbeat and the
   exporters' counters, saves the decoder's state (copied under the decoder lock, encoded and
   written outside it, so receiving never waits for the disk) and reloads the subscriber
   directory every ``directory_refresh`` as a fallback;
