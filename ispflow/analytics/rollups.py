@@ -209,23 +209,37 @@ TALKER_COLUMNS = {"source": ("src_addr", None), "destination": (None, "dst_addr"
 
 def _insert_talkers(run, kind: str, table: str, per: str, top: int) -> None:
     """Each hour's (and each ``per`` group's) heaviest ``kind`` talkers by bytes or by flows, and
-    one remainder row with null addresses summing the rest, from ``rollup_pairs``."""
+    one remainder row with null addresses summing the rest, from ``rollup_pairs``.
+
+    The leaders are picked per group (an ordered ``array_agg`` of row ids, cut at ``top``), not
+    by ranking windows over every row: two sorts of a few hundred ids per group cost about half
+    of two sorts of the whole table."""
     keys = [c for c in TALKER_COLUMNS[kind] if c]
-    group = ", ".join(["bucket", *([per] if per else []), *keys])
     partition = ", ".join(["bucket", *([per] if per else [])])
-    kept = [f"case when kept then {c} end" if c else "null::inet" for c in TALKER_COLUMNS[kind]]
-    where = f"where {per} is not null" if per else ""
+    group = ", ".join([partition, *keys])
+    if group == "bucket, account, src_addr, dst_addr":   # rollup_pairs' own key: already summed
+        rows = f"select {group}, bytes, packets, flows from rollup_pairs where account is not null"
+    else:
+        where = f"where {per} is not null" if per else ""
+        rows = (f"select {group}, {SUM}(bytes) as bytes, {SUM}(packets) as packets, {SUM}(flows) as flows "
+                f"from rollup_pairs {where} group by {group}")
+    run("drop table if exists pg_temp.rollup_talkers, pg_temp.rollup_kept")
+    run(f"create temporary table rollup_talkers on commit drop as select row_number() over () as id, g.* from ({rows}) g")
+    run(f"""create temporary table rollup_kept on commit drop as
+            select distinct unnest(by_bytes[1:{top}] || by_flows[1:{top}]) as id from (
+                select array_agg(id order by bytes desc, flows desc) as by_bytes,
+                       array_agg(id order by flows desc, bytes desc) as by_flows
+                from rollup_talkers group by {partition}) leaders""")
+    addresses = ", ".join(c or "null::inet" for c in TALKER_COLUMNS[kind])
+    nulls = ", ".join("null::inet" for _ in TALKER_COLUMNS[kind])
     run(f"""insert into ispflow.{table}
-            select bucket, {per + ', ' if per else ''}'{kind}', {', '.join(kept)}, {SUM}(bytes), {SUM}(packets), {SUM}(flows)
-            from (
-                select *, (row_number() over (partition by {partition} order by bytes desc, flows desc) <= {top}
-                           or row_number() over (partition by {partition} order by flows desc, bytes desc) <= {top})
-                          as kept
-                from (select {group}, {SUM}(bytes) as bytes, {SUM}(packets) as packets, {SUM}(flows) as flows
-                      from rollup_pairs {where} group by {group}) g
-            ) ranked
-            group by {partition}, kept, {', '.join(k for k in kept if k != 'null::inet')}
-            {'order by ' + per if per else ''}""")
+            select {partition}, '{kind}', {addresses}, bytes, packets, flows
+            from rollup_talkers t where exists (select 1 from rollup_kept k where k.id = t.id)
+            union all
+            select {partition}, '{kind}', {nulls}, {SUM}(bytes), {SUM}(packets), {SUM}(flows)
+            from rollup_talkers t where not exists (select 1 from rollup_kept k where k.id = t.id)
+            group by {partition}
+            {'order by 2' if per else ''}""")
 
 
 def watermark(conn) -> datetime | None:
