@@ -19,8 +19,9 @@ from .enrich import DIRECTION_NAMES, STATUS_NAMES, EnrichedFlows
 
 # Every column of ispflow.flows, in table order; encode() builds one block per column.
 COLUMNS = tables.names(tables.flows)
-# Written together as one block per distinct combination (see encode), so adjacent in the table.
+# encode() writes account + service, and direction + status, as one block each.
 _TEXT_TAIL = ("account", "service", "direction", "status")
+assert tuple(COLUMNS[COLUMNS.index("account"):][:4]) == _TEXT_TAIL, "the text tail's columns must be adjacent"
 COPY_SQL = f"copy ispflow.flows ({', '.join(COLUMNS)}) from stdin with (format binary)"
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -69,9 +70,10 @@ def _text(value: str | None) -> bytes:
 
 class _TextFields:
     """The text tail (account, service, direction, status) as binary COPY fields: a padded byte
-    row per subscriber, built once per directory, and one per direction and status pair. A
-    flow's tail is its subscriber's row then its pair's, cut out in bulk: no Python per flow
-    or per subscriber of a batch (a batch of the many-subscriber stream names ~35k of them)."""
+    row per subscriber (account and service), built once per directory, and one per direction
+    and status pair. Rows of a group share both lengths, so a group's tail is two row gathers:
+    no Python per flow or per subscriber of a batch (a batch of the many-subscriber stream
+    names ~35k of them)."""
 
     def __init__(self, subscribers: list[tuple[str, str]]):
         self.subscribers = subscribers
@@ -89,18 +91,6 @@ class _TextFields:
         columns = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         matrix[rows, columns] = flat
         return lengths, matrix
-
-    def lengths(self, sub: np.ndarray, pair: np.ndarray) -> np.ndarray:
-        return self.sub_len[sub] + self.pair_len[pair]
-
-    def block(self, sub: np.ndarray, pair: np.ndarray, length: int) -> np.ndarray:
-        """(rows, length) bytes; every row's tail must be ``length`` long."""
-        position = np.arange(length)
-        own = self.sub_len[sub][:, None]
-        from_sub = position < own
-        sub_part = self.sub[sub[:, None], np.minimum(position, self.sub.shape[1] - 1)]
-        pair_part = self.pair[pair[:, None], np.clip(position - own, 0, self.pair.shape[1] - 1)]
-        return np.where(from_sub, sub_part, pair_part)
 
 
 _text_fields: _TextFields | None = None
@@ -123,7 +113,6 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
     text = _fields_for(enriched.subscribers)
     sub = enriched.subscriber.astype(np.int64) + 1
     pair = enriched.direction.astype(np.int64) * 3 + enriched.status
-    tail_len = text.lengths(sub, pair)
 
     optional = {"tcp_flags": f.tcp_flags >= 0, "in_if": (f.in_if >= 0) & (f.in_if <= _INT4_MAX),
                 "out_if": (f.out_if >= 0) & (f.out_if <= _INT4_MAX), "src_as": f.src_as >= 0,
@@ -136,18 +125,17 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
     # post-NAT address families (0, 4 or 6) in bits 12-15, the text tail's length above.
     signature |= (f.post_nat_src_family.astype(np.int64) // 2) << 12
     signature |= (f.post_nat_dst_family.astype(np.int64) // 2) << 14
-    signature |= tail_len << 16
+    signature |= text.pair_len[pair] << 16    # the text tail's two lengths
+    signature |= text.sub_len[sub] << 24
     exporter = exporter_ids[f.exporter].astype(np.int64)
 
-    out = io.BytesIO()
-    out.write(HEADER)
+    parts = [HEADER]
     field_count = np.frombuffer(struct.pack(">h", len(COLUMNS)), dtype=np.uint8)
     for sig in np.unique(signature).tolist():
         rows = np.nonzero(signature == sig)[0]
         family = 6 if sig & 1 else 4
         has = {name: bool(sig >> bit & 1) for bit, name in enumerate(optional, start=1)}
         post_src_family, post_dst_family = (sig >> 12 & 3) * 2, (sig >> 14 & 3) * 2
-        tail_matrix = text.block(sub[rows], pair[rows], sig >> 16)
         block = {
             "ts_start": _fixed(f.ts_start[rows] - PG_EPOCH_US, ">i8"),
             "ts_end": _fixed(f.ts_end[rows] - PG_EPOCH_US, ">i8"),
@@ -169,13 +157,14 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
             "post_nat_dst_addr": _nullable_inet(f.post_nat_dst_addr[rows], post_dst_family),
             "post_nat_src_port": _nullable(f.post_nat_src_port[rows], ">i4", has["post_nat_src_port"]),
             "post_nat_dst_port": _nullable(f.post_nat_dst_port[rows], ">i4", has["post_nat_dst_port"]),
-            _TEXT_TAIL[0]: tail_matrix,
+            "account": text.sub[sub[rows], :sig >> 24],             # account and service
+            "direction": text.pair[pair[rows], :sig >> 16 & 0xFF],  # direction and status
         }
         blocks = [np.broadcast_to(field_count, (len(rows), 2))]
-        blocks += [block[name] for name in COLUMNS if name not in _TEXT_TAIL[1:]]
-        out.write(np.hstack(blocks).tobytes())
-    out.write(TRAILER)
-    return out.getvalue()
+        blocks += [block[name] for name in COLUMNS if name not in _TEXT_TAIL[1::2]]
+        parts.append(np.hstack(blocks).tobytes())
+    parts.append(TRAILER)
+    return b"".join(parts)
 
 
 def copy_flows(conn, payload: bytes) -> None:
