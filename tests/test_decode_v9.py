@@ -118,6 +118,21 @@ def test_a_redefined_template_replaces_the_old_one():
     assert same(drained(decoder)[0], first + second)
 
 
+def test_a_template_defined_back_as_it_was_before_takes_effect_again():
+    exporter = Exporter(9)
+    decoder = FlowDecoder()
+    ipv6_as_256 = TemplateSpec(256, synthetic.V9_IPV6.fields)
+    rounds = [(synthetic.generate_flows(3, seed=seed, ipv6_share=share), spec)
+              for seed, share, spec in ((1, 0.0, synthetic.V9_IPV4), (2, 1.0, ipv6_as_256),
+                                        (3, 0.0, synthetic.V9_IPV4), (4, 0.0, synthetic.V9_IPV4))]
+    for flows, spec in rounds:
+        feed_all(decoder, exporter.packets(flows, spec, EXPORT))
+    def by_start(flows):
+        return sorted(flows, key=lambda f: f["start"])
+
+    assert same(by_start(drained(decoder)[0]), by_start([f for flows, _ in rounds for f in flows]))
+
+
 def options_packet(exporter, spec, records):
     return exporter.packet([exporter.template_set(spec), exporter.data_set(spec, records, EXPORT)], EXPORT)
 

@@ -146,7 +146,8 @@ class _Domain:
     """What one (exporter, version, domain) has told us."""
 
     __slots__ = ("key", "index", "exporter_index", "templates", "rate", "samplers", "init_us",
-                 "last_sequence", "last_records", "average", "uncounted", "pending", "boot_us", "max_end_ms")
+                 "last_sequence", "last_records", "average", "uncounted", "pending", "boot_us", "max_end_ms",
+                 "template_sets")
 
     def __init__(self, key, index, exporter_index):
         self.key = key
@@ -163,6 +164,7 @@ class _Domain:
         self.pending: dict[int, list] = {}
         self.boot_us = -1       # estimated boot time, for IPFIX uptime fields without systemInitTime
         self.max_end_ms = -1    # largest flowEndSysUpTime seen, to notice a reboot
+        self.template_sets: dict[bool, tuple[bytes, list]] = {}  # the last template set of each kind, parsed
 
 
 class _Queue:
@@ -461,13 +463,19 @@ class FlowDecoder:
                 body, pos = pos + 4, pos + length
                 if set_id == template_set or set_id == options_set:
                     options = set_id == options_set
-                    parsed = (parse_ipfix_templates(packet, body, pos, options) if ipfix
-                              else parse_v9_templates(packet, body, pos, options))
+                    raw = bytes(packet[body:pos])
+                    seen = domain.template_sets.get(options)
+                    if seen is not None and seen[0] == raw:
+                        parsed = seen[1]  # the usual refresh: the same set again, already parsed
+                    else:
+                        parsed = (parse_ipfix_templates(packet, body, pos, options) if ipfix
+                                  else parse_v9_templates(packet, body, pos, options))
+                        domain.template_sets[options] = (raw, parsed)
                     for item in parsed:
                         state.templates += 1
                         if isinstance(item, Withdrawal):
                             self._withdraw(domain, item)
-                        else:
+                        elif (known := domain.templates.get(item.template_id)) is None or known[0] is not item:
                             state.records += self._learn(domain, item)
                 elif set_id >= 256:
                     self._data_set(domain, set_id, packet[body:pos], state, received_at, hold=True)
