@@ -192,9 +192,8 @@ def _build_hourly(run, params) -> None:
             select bucket, null, protocol, port, {SUM}(bytes), {SUM}(packets), {SUM}(flows) from rollup_apps
             group by bucket, protocol, port""")
     run("drop table if exists pg_temp.rollup_pairs")
-    # Accounts in byte order ("C"): the talkers' window sorts then skip the locale's comparisons.
     run(f"""create temporary table rollup_pairs on commit drop as
-            select time_bucket('1 hour', f.ts_start) as bucket, f.account collate "C" as account, f.src_addr, f.dst_addr,
+            select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.src_addr, f.dst_addr,
                    {SUM}(f.bytes) as bytes, {SUM}(f.packets) as packets, count(*) as flows
             from ispflow.flows f where {started} group by 1, 2, 3, 4""", params)
     for kind in TALKER_COLUMNS:
