@@ -88,6 +88,10 @@ class Collector:
         self.trust_first = trust_first
         self.writers = writers
         self.flush_interval = flush_interval
+        # How long a drained batch may wait for a writer before it goes to the spool. Meanwhile
+        # the kernel's receive buffer (256 MB asked for) holds what arrives: a burst is absorbed
+        # in memory; the spool is for a database that is down or slow for longer.
+        self.spill_after = 5.0
         self.max_batch = max_batch
         self.heartbeat_interval = heartbeat_interval
         self.directory_refresh = directory_refresh
@@ -288,7 +292,7 @@ class Collector:
 
     def _enqueue(self, item) -> None:
         try:
-            self.batches.put(item, timeout=self.flush_interval)
+            self.batches.put(item, timeout=self.spill_after)
         except queue.Full:  # writers are behind: keep receiving, park the batch on disk
             self._to_spool(item)
 
