@@ -7,6 +7,7 @@ bench: ## benchmarks (on demand, not in CI, ~10 min); figures go to docs/benchma
 	bash scripts/bootstrap.sh --test
 	.venv/bin/pip install -q -e '.[bench]'
 	.venv/bin/python bench/decode.py
+	.venv/bin/python bench/collector_cpu.py
 	.venv/bin/python bench/indexes.py
 	.venv/bin/python bench/ingest.py --flows 1000000
 	.venv/bin/python bench/search.py
