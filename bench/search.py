@@ -203,7 +203,7 @@ def export_child(url: str, values: dict, path: str, queue) -> None:
     baseline = resident_mb("VmRSS")
     began = time.perf_counter()
     with open(path, "wb") as out:
-        result = write_csv(dbapi, criteria, out, zone_name="UTC")
+        result = write_csv(dbapi, criteria, out, zone_name="UTC", connect=lambda: raw_connection(url))
     seconds = time.perf_counter() - began
     dbapi.close()
     queue.put((result.rows, seconds, baseline, resident_mb("VmHWM")))

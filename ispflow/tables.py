@@ -72,7 +72,8 @@ flows = sa.Table(
     sa.Column("post_nat_dst_port", sa.Integer),
     sa.CheckConstraint("direction in ('in', 'out')"),
     sa.CheckConstraint("status in ('success', 'failure')"),
-    sa.Index("flows_ts_start", "ts_start", postgresql_using="brin", postgresql_with={"pages_per_range": 32}),
+    sa.Index("flows_ts_start", "ts_start", postgresql_using="brin",
+             postgresql_with={"pages_per_range": 32, "autosummarize": "on"}),
     sa.Index("flows_src_addr", "src_addr"),  # address alone: deduplicated btrees (docs/storage.md)
     sa.Index("flows_dst_addr", "dst_addr"),
     sa.Index("flows_post_nat_src_addr", "post_nat_src_addr", "ts_start",

@@ -98,3 +98,25 @@ def test_entries_written_before_the_chain_was_keyed_still_verify_and_are_sealed(
         result = audit.verify(conn)
     assert [p.kind for p in result.problems] == ["removed-start", "removed-middle"]
     engine.dispose()
+
+
+def test_every_chunk_of_flows_summarises_its_time_index_as_it_fills(empty_database_url):
+    """An unsummarised BRIN range matches every query: recent hours would be read as a whole chunk."""
+    from tests.sample_flows import flow, insert_flows
+
+    upgrade(empty_database_url, revision="analytics_bigint_sums")
+    engine = engine_for(empty_database_url)
+    with engine.connect() as conn:   # a chunk made before the migration
+        insert_flows(conn, [flow("2026-01-10T10:00:00Z")])
+        conn.commit()
+    upgrade(empty_database_url)
+    with engine.connect() as conn:   # and one after it
+        insert_flows(conn, [flow("2026-01-20T10:00:00Z")])
+        conn.commit()
+        options = conn.execute(sa.text(
+            "select c.reloptions from pg_inherits i join pg_index x on x.indrelid = i.inhrelid "
+            "join pg_class c on c.oid = x.indexrelid join pg_am a on a.oid = c.relam "
+            "where i.inhparent = 'ispflow.flows'::regclass and a.amname = 'brin'")).scalars().all()
+    engine.dispose()
+    assert len(options) == 2
+    assert all("autosummarize=on" in o for o in options)

@@ -80,9 +80,10 @@ def search(ip, ip_side, peer, start, end, protocol, port, port_side, account, se
             conn.commit()
             sys.stdout.flush()
             out = sys.stdout.buffer
-            dbapi = raw_connection(database_url())
+            url = database_url()
+            dbapi = raw_connection(url)
             try:
-                result = write_csv(dbapi, criteria, out, zone_name=module.timezone)
+                result = write_csv(dbapi, criteria, out, zone_name=module.timezone, connect=lambda: raw_connection(url))
             finally:
                 dbapi.close()
             out.flush()

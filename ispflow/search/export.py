@@ -20,6 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import shutil
+import tempfile
+import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta, timezone
 
@@ -100,19 +104,15 @@ def export_sql(criteria: Criteria, scope=None) -> tuple[str, dict]:
     return sql, params
 
 
-class HashingWriter:
-    """Passes bytes on to a file while counting lines and hashing them; calls ``progress``.
+class BlockWriter:
+    """Passes bytes on to a file a block at a time.
 
-    psycopg2 hands a COPY over one row per ``write`` call, so rows are gathered into blocks
-    and hashed, counted and written a block at a time (per row, that work cost more than
-    PostgreSQL's own).
-    """
+    psycopg2 hands a COPY over one row per ``write`` call; gathering rows into blocks keeps
+    the work per row to an append (per row, hashing and writing cost more than PostgreSQL's
+    own work)."""
 
-    def __init__(self, target, progress=None, block: int = 1 << 20):
-        self.target, self.progress, self.block = target, progress, block
-        self.sha256 = hashlib.sha256()
-        self.lines = 0
-        self.size = 0
+    def __init__(self, target, block: int = 1 << 20):
+        self.target, self.block = target, block
         self._pending = bytearray()
 
     def write(self, data) -> int:
@@ -122,9 +122,25 @@ class HashingWriter:
         return len(data)
 
     def flush(self) -> None:
-        if not self._pending:
-            return
-        block, self._pending = bytes(self._pending), bytearray()
+        if self._pending:
+            block, self._pending = bytes(self._pending), bytearray()
+            self._emit(block)
+
+    def _emit(self, block: bytes) -> None:
+        self.target.write(block)
+
+
+class HashingWriter(BlockWriter):
+    """A BlockWriter that also counts lines, hashes what it writes and calls ``progress``."""
+
+    def __init__(self, target, progress=None, block: int = 1 << 20):
+        super().__init__(target, block)
+        self.progress = progress
+        self.sha256 = hashlib.sha256()
+        self.lines = 0
+        self.size = 0
+
+    def _emit(self, block: bytes) -> None:
         self.sha256.update(block)
         self.lines += block.count(b"\n")
         self.target.write(block)
@@ -140,7 +156,7 @@ class ExportResult:
     bytes: int
 
 
-def write_csv(dbapi_conn, criteria: Criteria, target, *, zone_name: str, progress=None) -> ExportResult:
+def write_csv(dbapi_conn, criteria: Criteria, target, *, zone_name: str, progress=None, connect=None) -> ExportResult:
     """Write the header and every matching row to the binary file ``target``.
 
     ``dbapi_conn`` is a psycopg2 connection at the start of a transaction (the caller ends it):
@@ -148,23 +164,96 @@ def write_csv(dbapi_conn, criteria: Criteria, target, *, zone_name: str, progres
     sort stays the size of a day however long the window (a single sorted COPY of three
     million rows ran at half the speed) and the file is consistent even while flows arrive.
     ``progress`` is called now and then with the number of rows written so far.
+
+    ``connect``, when given, opens one more psycopg2 connection: it imports the snapshot
+    (``pg_export_snapshot``) and reads every other day while the first connection reads the
+    rest, so two backends format CSV at once (PostgreSQL's formatting is what bounds one
+    COPY). Days still reach the file in order, each gathered whole before it is written.
     """
     writer = HashingWriter(target, progress)
     writer.write(BOM)
-    rows = 0
     with dbapi_conn.cursor() as cursor:
         cursor.execute("set transaction isolation level repeatable read")
         cursor.execute("select set_config('TimeZone', %s, true)", (zone_name,))
         scope = subscriber_scope(dbapi_conn, criteria)
-        for number, (start, end) in enumerate(days(criteria.start, criteria.end)):
-            sql, params = export_sql(replace(criteria, start=start, end=end), scope)
-            header = ", header" if number == 0 else ""
-            quoted = ", ".join(f'"{name}"' for name in TEXT_COLUMNS)
-            cursor.copy_expert(f"copy ({cursor.mogrify(sql, params).decode()}) to stdout "
-                               f"with (format csv{header}, force_quote ({quoted}))", writer)
-            rows += cursor.rowcount
+        work = [(number, _copy_sql(cursor, criteria, start, end, scope, first=number == 0))
+                for number, (start, end) in enumerate(days(criteria.start, criteria.end))]
+        if connect is None or len(work) < 2:
+            rows = sum(_copy(cursor, sql, writer) for _, sql in work)
+        else:
+            cursor.execute("select pg_export_snapshot()")
+            rows = _two_readers(cursor, connect, cursor.fetchone()[0], zone_name, work, writer)
     writer.flush()
     return ExportResult(rows, writer.sha256.hexdigest(), writer.size)
+
+
+def _copy_sql(cursor, criteria: Criteria, start: datetime, end: datetime, scope, first: bool) -> str:
+    sql, params = export_sql(replace(criteria, start=start, end=end), scope)
+    header = ", header" if first else ""
+    quoted = ", ".join(f'"{name}"' for name in TEXT_COLUMNS)
+    return (f"copy ({cursor.mogrify(sql, params).decode()}) to stdout "
+            f"with (format csv{header}, force_quote ({quoted}))")
+
+
+def _copy(cursor, sql: str, out) -> int:
+    cursor.copy_expert(sql, out)
+    return cursor.rowcount
+
+
+def _two_readers(cursor, connect, snapshot: str, zone_name: str, work: list, writer: HashingWriter) -> int:
+    """Odd days are read by a second connection in the same snapshot into a buffer, even days
+    by ``cursor`` straight into the file; each buffered day is written once the day before it
+    is. At most one day waits in memory (or in a temporary file, past 32 MB)."""
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read_odd_days():
+        try:
+            helper = connect()
+            try:
+                with helper.cursor() as other:
+                    other.execute("set transaction isolation level repeatable read")
+                    other.execute("set transaction snapshot %s", (snapshot,))
+                    other.execute("select set_config('TimeZone', %s, true)", (zone_name,))
+                    for number, sql in work[1::2]:
+                        if stop.is_set():
+                            break
+                        buffer = tempfile.SpooledTemporaryFile(max_size=32 << 20)
+                        gathered = BlockWriter(buffer)
+                        count = _copy(other, sql, gathered)
+                        gathered.flush()
+                        ready.put((number, buffer, count))
+                helper.rollback()
+            finally:
+                helper.close()
+        except BaseException as exc:  # handed to the writing thread, which raises it
+            ready.put((None, exc, 0))
+
+    reader = threading.Thread(target=read_odd_days, name="export-reader", daemon=True)
+    reader.start()
+    rows = 0
+    try:
+        for number, sql in work:
+            if number % 2 == 0:
+                rows += _copy(cursor, sql, writer)
+                continue
+            got, buffer, count = ready.get()
+            if got is None:
+                raise buffer
+            with buffer:
+                buffer.seek(0)
+                shutil.copyfileobj(buffer, writer, 1 << 20)
+            rows += count
+    finally:
+        stop.set()
+        while reader.is_alive():   # after an error: the reader stops after its current day
+            try:
+                _, buffer, _ = ready.get(timeout=0.1)
+                if hasattr(buffer, "close"):
+                    buffer.close()
+            except queue.Empty:
+                pass
+    return rows
 
 
 def days(start: datetime, end: datetime):

@@ -89,7 +89,8 @@ def run_export(export_id: int, settings: Settings | None = None) -> dict:
         dbapi = raw_connection(settings.DATABASE_URL)
         try:
             with open(private_file(partial), "wb") as out:
-                result = write_csv(dbapi, criteria, out, zone_name=module.timezone, progress=progress)
+                result = write_csv(dbapi, criteria, out, zone_name=module.timezone, progress=progress,
+                                   connect=lambda: raw_connection(settings.DATABASE_URL))
             dbapi.rollback()
         finally:
             dbapi.close()
