@@ -14,6 +14,8 @@ INSERT … SELECT per day, indexes in place as at ingest) and as NetFlow v5 pack
     .venv/bin/python bench/search.py                 # default size, a few minutes on 2 cores
     .venv/bin/python bench/search.py --big           # 4x the flows (2x subscribers, 2x each)
     .venv/bin/python bench/search.py --subscribers 500 --days 30   # quick look
+    .venv/bin/python bench/search.py --big --ordered   # closed days rewritten in subscriber order first
+    .venv/bin/python bench/search.py --big --cold      # every timed query from an empty page cache (root)
 
 A scratch database ``ispflow_bench_*`` is created on the server of ISPFLOW_TEST_DATABASE_URL
 (default postgres@127.0.0.1) and dropped at the end unless --keep.
@@ -40,6 +42,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from ispflow.database import drop_database, engine_for, raw_connection, upgrade
+from ispflow.retention.chunk_order import order_closed
 from ispflow.search.criteria import parse_criteria
 from ispflow.search.export import write_csv
 from ispflow.search.query import all_rows, fetch_page, totals
@@ -147,11 +150,25 @@ def send(sock, address, packets) -> None:
             time.sleep(0.002)  # ~750k flows/s at most: nfcapd keeps up without loss
 
 
+COLD = False   # --cold: every timed run starts from an empty page cache
+
+
+def cold() -> None:
+    """Empty the kernel's page cache (root only), so a run reads from disk as a table larger
+    than memory would; PostgreSQL's own shared buffers (128 MB by default) stay."""
+    if COLD:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as control:
+            control.write("3")
+
+
 def timed(function, repeat: int = 5) -> tuple[float, object]:
-    """Median wall time in ms over ``repeat`` runs after one warm-up, and the last result."""
-    result = function()
+    """Median wall time in ms over ``repeat`` runs after one warm-up (none with --cold), and the
+    last result."""
+    result = None if COLD else function()
     samples = []
     for _ in range(repeat):
+        cold()
         began = time.perf_counter()
         result = function()
         samples.append((time.perf_counter() - began) * 1000)
@@ -189,6 +206,7 @@ def nfdump(directories: str, start: datetime, end: datetime, expression: str,
         command[1:1] = ["-c", str(limit)]
     samples, rows = [], 0
     for _ in range(3):
+        cold()
         began = time.perf_counter()
         out = subprocess.run(command, capture_output=True, env={**os.environ, "TZ": "UTC"}, check=True).stdout
         samples.append((time.perf_counter() - began) * 1000)
@@ -236,7 +254,13 @@ def main() -> None:
                         help="2x subscribers and 2x flows per subscriber: about 12M flows")
     parser.add_argument("--nfcapd-days", type=int, default=10, help="days per nfcapd file period")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database and nfcapd files")
+    parser.add_argument("--ordered", action="store_true",
+                        help="rewrite every closed day in subscriber order first (the chunk-order job)")
+    parser.add_argument("--cold", action="store_true",
+                        help="empty the page cache before every timed query, ispflow's and nfdump's (root)")
     args = parser.parse_args()
+    global COLD
+    COLD = args.cold
     if args.big:
         args.subscribers *= 2
         args.flows_per_day *= 2
@@ -292,6 +316,14 @@ def main() -> None:
               f"({100 * nf_count / total:.2f} %)")
 
         engine = engine_for(url)
+        if args.ordered:
+            with engine.connect() as conn:
+                before = conn.exec_driver_sql("select hypertable_size('ispflow.flows')").scalar()
+            began = time.perf_counter()
+            ordered = order_closed(engine, now=END + timedelta(days=1), budget_s=float("inf"))
+            seconds = time.perf_counter() - began
+            print(f"chunk order: {len(ordered)} chunks rewritten in subscriber order in {seconds:.1f} s "
+                  f"({total / seconds:,.0f} flows/s); hypertable {before / 1e6:.0f} MB before")
         rows = []
         with engine.connect() as conn:
             size = conn.exec_driver_sql("select pg_size_pretty(hypertable_size('ispflow.flows'))").scalar()

@@ -37,6 +37,23 @@ def package_path(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def without_jit(conn) -> None:
+    """Turn JIT compilation off for the rest of the transaction (``conn``: a SQLAlchemy
+    connection, or a psycopg2 connection or cursor).
+
+    PostgreSQL compiles a plan once its estimated cost passes ``jit_above_cost``, and a plan over
+    a hypertable's daily chunks has the same expressions once per chunk: for a heavy subscriber's
+    half year (180 chunks), compiling 1,082 functions took 1.04 s for a query that ran in 29 ms.
+    Searches, exports and the analytics' aggregates run without it."""
+    if hasattr(conn, "exec_driver_sql"):
+        conn.exec_driver_sql("set local jit = off")
+    elif hasattr(conn, "cursor"):
+        with conn.cursor() as cursor:
+            cursor.execute("set local jit = off")
+    else:
+        conn.execute("set local jit = off")
+
+
 @lru_cache(maxsize=None)
 def engine_for(url: str) -> sa.Engine:
     """One pooled engine per database URL for the whole process."""

@@ -20,7 +20,7 @@ from .database import SCHEMA, DatabaseError, engine_for
 
 # The app role may only insert into and read these; nobody but the owner changes them.
 EVIDENCE_TABLES = frozenset({"flows", "nat_events", "audit_log"})
-READ_ONLY_TABLES = frozenset({"alembic_version", "audit_chain"})
+READ_ONLY_TABLES = frozenset({"alembic_version", "audit_chain", "ordered_chunks"})
 
 
 def role_of(url: str) -> str:

@@ -62,6 +62,7 @@ class PeriodicJob:
 # One line per periodic job; the worker reconciles this list with the scheduler at start.
 PERIODIC_JOBS: list[PeriodicJob] = [
     PeriodicJob("retention", 24 * 3600, "ispflow.retention.jobs:run_retention", timeout=3600, retries=3),
+    PeriodicJob("chunk-order", 3600, "ispflow.retention.chunk_order:order_closed_chunks", timeout=3600),
     PeriodicJob("storage-statistics", 3600, "ispflow.retention.storage:sample_storage", timeout=900, retries=2),
     PeriodicJob("collector-liveness", 60, "ispflow.status:check_liveness", timeout=50),
     PeriodicJob("router-clocks", 300, "ispflow.routers.jobs:check_all_routers", timeout=280),

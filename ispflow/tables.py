@@ -223,6 +223,16 @@ storage_samples = sa.Table(
     sa.Column("row_estimate", sa.BigInteger),
 )
 
+# Closed chunks of flows rewritten in subscriber order (ispflow.retention.chunk_order); owner-written.
+ordered_chunks = sa.Table(
+    "ordered_chunks", _meta,
+    sa.Column("chunk", sa.Text, primary_key=True),
+    sa.Column("range_start", TIMESTAMP, nullable=False),
+    sa.Column("ordered_at", TIMESTAMP, nullable=False, server_default=sa.func.now()),
+    sa.Column("row_count", sa.BigInteger, nullable=False),
+    sa.Column("seconds", sa.Float(53), nullable=False),
+)
+
 # Append-only: a trigger (migration 0001) refuses UPDATE, TRUNCATE and early DELETE.
 audit_log = sa.Table(
     "audit_log", _meta,

@@ -244,3 +244,11 @@ def test_criteria_survive_a_round_trip_through_json():
     c = criteria(PRAGUE, ip="2001:db8::/32", peer="2001:db8:1::1", protocol="udp", port="53,5353-5354",
                  account="ACC-1", ip_side="src")
     assert Criteria.from_json(c.to_json()) == c
+
+
+@pytest.mark.parametrize("search", [totals, all_rows, fetch_page])
+def test_a_search_is_never_jit_compiled(conn, search):
+    """Compiling a plan over six months of daily chunks took a second for a 29 ms query."""
+    conn.exec_driver_sql("set jit_above_cost = 0")   # the server would compile every plan
+    search(conn, criteria(ip="100.64.0.1"))
+    assert conn.exec_driver_sql("show jit").scalar() == "off"

@@ -27,6 +27,8 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from ..database import without_jit
+
 log = logging.getLogger(__name__)
 
 STEP = timedelta(minutes=5)
@@ -48,9 +50,14 @@ ROLLUP_TABLES = ("rollup_traffic_5m", "rollup_prefix_5m", "rollup_network_5m", "
 PREFIX_BITS = {4: 24, 6: 48}
 _PREFIX_OF_ADDRESS = "network(set_masklen(address, case family(address) when 4 then 24 else 48 end))"
 
-# The side of a flow that is the subscriber's: the destination of inbound traffic, the source
-# of outbound. Shared by the roll-ups and the raw-flow queries of ispflow.analytics.bandwidth.
-SUBSCRIBER_ADDRESS = "case f.direction when 'in' then f.dst_addr when 'out' then f.src_addr end"
+def subscriber_address(alias: str = "f") -> str:
+    """SQL of the side of a flow that is the subscriber's: the destination of inbound traffic,
+    the source of outbound (null when unattributed). ``alias`` is the flows table's ("": none)."""
+    prefix = f"{alias}." if alias else ""
+    return f"case {prefix}direction when 'in' then {prefix}dst_addr when 'out' then {prefix}src_addr end"
+
+
+SUBSCRIBER_ADDRESS = subscriber_address("f")
 
 # The service port of a flow: the lower of its two ports when one is below the dynamic
 # range (49152), else 0; protocols without ports get 0.
@@ -68,12 +75,11 @@ def floor_time(moment: datetime, step: timedelta) -> datetime:
 def for_aggregates(conn, work_mem_mb: int = 32) -> None:
     """Settings for the rest of the transaction that suit these aggregates.
 
-    JIT off: the planner's cost estimates are high enough to trigger JIT compilation (on by
-    default in PostgreSQL 15), which then costs more than the query saves. More ``work_mem``
-    than the 4 MB default, so a month's or a day's groups are hashed and sorted in memory
-    instead of spilling to disk.
+    JIT off (``without_jit``: its compilation costs more than these queries save). More
+    ``work_mem`` than the 4 MB default, so a month's or a day's groups are hashed and sorted in
+    memory instead of spilling to disk.
     """
-    conn.exec_driver_sql("set local jit = off")
+    without_jit(conn)
     conn.exec_driver_sql(f"set local work_mem = '{int(work_mem_mb)}MB'")
 
 

@@ -27,6 +27,7 @@ import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta, timezone
 
+from ..database import without_jit
 from .criteria import Criteria
 from .names import protocol_names
 from .query import address_condition, common_conditions, subscriber_scope
@@ -175,6 +176,7 @@ def write_csv(dbapi_conn, criteria: Criteria, target, *, zone_name: str, progres
     with dbapi_conn.cursor() as cursor:
         cursor.execute("set transaction isolation level repeatable read")
         cursor.execute("select set_config('TimeZone', %s, true)", (zone_name,))
+        without_jit(cursor)
         scope = subscriber_scope(dbapi_conn, criteria)
         work = [(number, _copy_sql(cursor, criteria, start, end, scope, first=number == 0))
                 for number, (start, end) in enumerate(days(criteria.start, criteria.end))]
@@ -215,6 +217,7 @@ def _two_readers(cursor, connect, snapshot: str, zone_name: str, work: list, wri
                     other.execute("set transaction isolation level repeatable read")
                     other.execute("set transaction snapshot %s", (snapshot,))
                     other.execute("select set_config('TimeZone', %s, true)", (zone_name,))
+                    without_jit(other)
                     for number, sql in work[1::2]:
                         if stop.is_set():
                             break
