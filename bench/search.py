@@ -14,7 +14,7 @@ INSERT … SELECT per day, indexes in place as at ingest) and as NetFlow v5 pack
     .venv/bin/python bench/search.py                 # default size, a few minutes on 2 cores
     .venv/bin/python bench/search.py --big           # 4x the flows (2x subscribers, 2x each)
     .venv/bin/python bench/search.py --subscribers 500 --days 30   # quick look
-    .venv/bin/python bench/search.py --big --ordered   # closed days rewritten in subscriber order first
+    .venv/bin/python bench/search.py --big --ordered   # again after closed days are put in subscriber order
     .venv/bin/python bench/search.py --big --cold      # every timed query from an empty page cache (root)
 
 A scratch database ``ispflow_bench_*`` is created on the server of ISPFLOW_TEST_DATABASE_URL
@@ -245,6 +245,42 @@ def run_export(url: str, values: dict, path: str) -> tuple[int, float, float, fl
     return result
 
 
+def ask_questions(engine, nf_dir: str, args) -> None:
+    """Each question to ispflow and to nfdump; prints the table of figures."""
+    rows = []
+    with engine.connect() as conn:
+        questions = []
+        for label, sub in (("typical", TYPICAL), ("heavy", HEAVY)):
+            for days in (30, 180):
+                if days <= args.days:
+                    questions.append((f"{label} subscriber, {days} days", ip_text(SUBSCRIBER_BASE + sub),
+                                      days, f"host {ip_text(SUBSCRIBER_BASE + sub)}"))
+        questions.append(("typical subscriber by account, 30 days", f"account:ACC-{TYPICAL:05d}", 30,
+                          f"host {ip_text(SUBSCRIBER_BASE + TYPICAL)}"))
+        questions.append(("CIDR /24, 30 days", "100.64.3.0/24", 30, "net 100.64.3.0/24"))
+        for label, ip, days, expression in questions:
+            start = END - timedelta(days=days)
+            key, value = ip.split(":", 1) if ip.startswith("account:") else ("ip", ip)
+            criteria = parse_criteria({key: value, "from": start.isoformat(), "to": END.isoformat(),
+                                       "case_ref": "bench"}, zone=ZoneInfo("UTC"), retention_months=7)
+            first_ms, _ = timed(lambda: fetch_page(conn, criteria))
+            full_ms, result = timed(lambda: all_rows(conn, criteria), repeat=3)
+            count = len(result)
+            totals_ms, _ = timed(lambda: totals(conn, criteria), repeat=3)
+            read = periods(nf_dir, days, args.nfcapd_days)
+            nf_first_ms, _ = nfdump(read, start, END, expression, limit=100)
+            nf_full_ms, nf_rows = nfdump(read, start, END, expression)
+            rows.append((label, count, first_ms, full_ms, totals_ms, nf_first_ms, nf_full_ms, nf_rows))
+    print()
+    print("| question | rows | ispflow first page | ispflow full result | ispflow totals | "
+          "nfdump first 100 (-c 100) | nfdump full | nfdump full ÷ ispflow first page | ÷ ispflow full |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, count, first_ms, full_ms, totals_ms, nf_first, nf_full, nf_rows in rows:
+        note = "" if nf_rows == count else f" (nfdump {nf_rows:,})"
+        print(f"| {label} | {count:,}{note} | {first_ms:.1f} ms | {full_ms:.1f} ms | {totals_ms:.1f} ms | "
+              f"{nf_first:.0f} ms | {nf_full:.0f} ms | {nf_full / first_ms:.0f}x | {nf_full / full_ms:.1f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=2000)
@@ -255,7 +291,7 @@ def main() -> None:
     parser.add_argument("--nfcapd-days", type=int, default=10, help="days per nfcapd file period")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database and nfcapd files")
     parser.add_argument("--ordered", action="store_true",
-                        help="rewrite every closed day in subscriber order first (the chunk-order job)")
+                        help="then rewrite every closed day in subscriber order (the chunk-order job) and ask again")
     parser.add_argument("--cold", action="store_true",
                         help="empty the page cache before every timed query, ispflow's and nfdump's (root)")
     args = parser.parse_args()
@@ -316,50 +352,20 @@ def main() -> None:
               f"({100 * nf_count / total:.2f} %)")
 
         engine = engine_for(url)
+        with engine.connect() as conn:
+            size = conn.exec_driver_sql("select pg_size_pretty(hypertable_size('ispflow.flows'))").scalar()
+        print(f"flows hypertable: {size}; nfcapd files (LZ4): "
+              f"{sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(nf_dir) for f in fs) / 1e6:.0f} MB")
+        ask_questions(engine, nf_dir, args)
         if args.ordered:
-            with engine.connect() as conn:
-                before = conn.exec_driver_sql("select hypertable_size('ispflow.flows')").scalar()
             began = time.perf_counter()
             ordered = order_closed(engine, now=END + timedelta(days=1), budget_s=float("inf"))
             seconds = time.perf_counter() - began
-            print(f"chunk order: {len(ordered)} chunks rewritten in subscriber order in {seconds:.1f} s "
-                  f"({total / seconds:,.0f} flows/s); hypertable {before / 1e6:.0f} MB before")
-        rows = []
-        with engine.connect() as conn:
-            size = conn.exec_driver_sql("select pg_size_pretty(hypertable_size('ispflow.flows'))").scalar()
-            print(f"flows hypertable: {size}; nfcapd files (LZ4): "
-                  f"{sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(nf_dir) for f in fs) / 1e6:.0f} MB")
-            questions = []
-            for label, sub in (("typical", TYPICAL), ("heavy", HEAVY)):
-                for days in (30, 180):
-                    if days <= args.days:
-                        questions.append((f"{label} subscriber, {days} days", ip_text(SUBSCRIBER_BASE + sub),
-                                          days, f"host {ip_text(SUBSCRIBER_BASE + sub)}"))
-            questions.append(("typical subscriber by account, 30 days", f"account:ACC-{TYPICAL:05d}", 30,
-                              f"host {ip_text(SUBSCRIBER_BASE + TYPICAL)}"))
-            questions.append(("CIDR /24, 30 days", "100.64.3.0/24", 30, "net 100.64.3.0/24"))
-            for label, ip, days, expression in questions:
-                start = END - timedelta(days=days)
-                key, value = ip.split(":", 1) if ip.startswith("account:") else ("ip", ip)
-                criteria = parse_criteria({key: value, "from": start.isoformat(), "to": END.isoformat(),
-                                           "case_ref": "bench"}, zone=ZoneInfo("UTC"), retention_months=7)
-                first_ms, _ = timed(lambda: fetch_page(conn, criteria))
-                full_ms, result = timed(lambda: all_rows(conn, criteria), repeat=3)
-                count = len(result)
-                totals_ms, _ = timed(lambda: totals(conn, criteria), repeat=3)
-                read = periods(nf_dir, days, args.nfcapd_days)
-                nf_first_ms, _ = nfdump(read, start, END, expression, limit=100)
-                nf_full_ms, nf_rows = nfdump(read, start, END, expression)
-                rows.append((label, count, first_ms, full_ms, totals_ms, nf_first_ms, nf_full_ms, nf_rows))
-        print()
-        print("| question | rows | ispflow first page | ispflow full result | ispflow totals | "
-              "nfdump first 100 (-c 100) | nfdump full | nfdump full ÷ ispflow first page | ÷ ispflow full |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for label, count, first_ms, full_ms, totals_ms, nf_first, nf_full, nf_rows in rows:
-            note = "" if nf_rows == count else f" (nfdump {nf_rows:,})"
-            print(f"| {label} | {count:,}{note} | {first_ms:.1f} ms | {full_ms:.1f} ms | {totals_ms:.1f} ms | "
-                  f"{nf_first:.0f} ms | {nf_full:.0f} ms | {nf_full / first_ms:.0f}x | {nf_full / full_ms:.1f}x |")
-
+            with engine.connect() as conn:
+                size = conn.exec_driver_sql("select pg_size_pretty(hypertable_size('ispflow.flows'))").scalar()
+            print(f"\nchunk order: {len(ordered)} chunks rewritten in subscriber order in {seconds:.1f} s "
+                  f"({total / seconds:,.0f} flows/s); flows hypertable now {size}; the same questions again:")
+            ask_questions(engine, nf_dir, args)
         print()
         print("| export | rows | seconds | rows/s | exporting process: RSS before → peak |")
         print("|---|---:|---:|---:|---:|")
