@@ -181,6 +181,7 @@ def write_csv(dbapi_conn, criteria: Criteria, target, *, zone_name: str, progres
         if connect is None or len(work) < 2:
             rows = sum(_copy(cursor, sql, writer) for _, sql in work)
         else:
+            _without_parallel_workers(cursor)
             cursor.execute("select pg_export_snapshot()")
             rows = _two_readers(cursor, connect, cursor.fetchone()[0], zone_name, work, writer)
     writer.flush()
@@ -198,8 +199,14 @@ def _begin(cursor, zone_name: str, snapshot: str | None = None) -> None:
         cursor.execute("set transaction snapshot %s", (snapshot,))
     cursor.execute("select set_config('TimeZone', %s, true)", (zone_name,))
     cursor.execute("set local enable_nestloop = off")
-    cursor.execute("set local max_parallel_workers_per_gather = 0")
     without_jit(cursor)
+
+
+def _without_parallel_workers(cursor) -> None:
+    """For two readers on two cores: each COPY's parallel sort workers would only compete with
+    the other reader (two readers with them 494k–504k rows/s, without 526k–536k). One reader
+    keeps them: they make it faster (314k → 442k rows/s)."""
+    cursor.execute("set local max_parallel_workers_per_gather = 0")
 
 
 def _copy_sql(cursor, criteria: Criteria, start: datetime, end: datetime, scope, first: bool) -> str:
@@ -228,6 +235,7 @@ def _two_readers(cursor, connect, snapshot: str, zone_name: str, work: list, wri
             try:
                 with helper.cursor() as other:
                     _begin(other, zone_name, snapshot)
+                    _without_parallel_workers(other)
                     for number, sql in work[1::2]:
                         if stop.is_set():
                             break
