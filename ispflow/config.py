@@ -100,6 +100,10 @@ class Settings:
     STATE_DIR: str = setting(
         "/var/lib/ispflow", doc="Collector state kept across restarts (templates) and the audit log's checkpoints."
     )
+    CHUNK_ORDER: bool = setting(
+        True, _bool, "Rewrite each closed day of flows in subscriber order (the hourly chunk-order job; it locks the "
+        "day while it runs: docs/storage.md)."
+    )
     DEBUG: bool = setting(False, _bool, "Flask debug mode for the standalone panel.")
     GEOIP_COUNTRY_DB: str = setting(
         "", doc="MMDB file with countries (MaxMind GeoLite2/GeoIP2 Country or City, DB-IP, IPinfo); "

@@ -110,3 +110,11 @@ def test_the_hourly_job_connects_as_the_owner(interleaved, database_url, owner_d
     assert order_closed_chunks(settings, now=DAY + timedelta(days=3)) == "ordered 2 chunk(s)"
     assert order_closed_chunks(settings, now=DAY + timedelta(days=3)) == "no closed chunk to order"
     assert any(job.function == "ispflow.retention.chunk_order:order_closed_chunks" for job in PERIODIC_JOBS)
+
+
+def test_the_job_can_be_turned_off(interleaved, database_url, owner_database_url, redis_url, tmp_path):
+    settings = Settings(DATABASE_URL=database_url, OWNER_DATABASE_URL=owner_database_url, REDIS_URL=redis_url,
+                        EXPORT_DIR=str(tmp_path / "exports"), SPOOL_DIR=str(tmp_path / "spool"), CHUNK_ORDER=False)
+    assert order_closed_chunks(settings, now=DAY + timedelta(days=3)) == "chunk order is off (ISPFLOW_CHUNK_ORDER)"
+    with interleaved.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from ispflow.ordered_chunks")).scalar() == 0

@@ -95,6 +95,8 @@ def order_closed_chunks(settings=None, now: datetime | None = None) -> str:
     from ..jobs import job_settings
 
     settings = settings or job_settings()
+    if not settings.CHUNK_ORDER:
+        return "chunk order is off (ISPFLOW_CHUNK_ORDER)"
     # CLUSTER is the table owner's to run, as drop_chunks is for retention.
     done = order_closed(engine_for(settings.owner_database_url), now)
     return f"ordered {len(done)} chunk(s)" if done else "no closed chunk to order"
