@@ -3,7 +3,7 @@
 netmiko.
 
 The SSH session (login, ``show`` commands, error translation) is the one the Cisco drivers use
-(``cisco.CiscoDriver``); what differs is the transaction. Every line goes into the candidate
+(``ssh_session.SSHDriver``); what differs is the transaction. Every line goes into the candidate
 configuration; if the CLI refuses one, or the commit fails, the candidate is thrown away
 (Junos ``rollback 0``, VyOS ``discard``) and the running configuration was never touched —
 there is nothing to undo line by line. The configuration is read as ``set`` lines (Junos
@@ -17,7 +17,7 @@ import re
 from datetime import datetime, timezone
 
 from .base import ApplyResult, ClockState, CommandRefused, ExportConfig, RouterError, Unsupported, Verification
-from .cisco import CiscoDriver
+from .ssh_session import SSHDriver
 
 
 class SetConfig:
@@ -38,7 +38,7 @@ def _unquoted(line: str) -> str:
     return " ".join(word[1:-1] if len(word) >= 2 and word[0] == word[-1] == "'" else word for word in line.split())
 
 
-class CandidateConfigDriver(CiscoDriver):
+class CandidateConfigDriver(SSHDriver):
     """A vendor whose CLI edits a candidate configuration and commits it."""
 
     show_config: str           # operational command printing the configuration as set lines
@@ -51,12 +51,6 @@ class CandidateConfigDriver(CiscoDriver):
         if self.spec.netflow_version not in self.versions:
             raise Unsupported(f"{self.label} exports {' or '.join(self.versions)} here, "
                               f"not {self.spec.netflow_version}.")
-
-    # Cisco's line-by-line steps with their inverses have no use here: the candidate is the undo.
-    def desired_steps(self, config):
-        raise NotImplementedError("candidate-configuration routers commit set lines, not steps")
-
-    removal_steps = desired_steps
 
     def set_config(self) -> SetConfig:
         return SetConfig(self._show(self.show_config))
