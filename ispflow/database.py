@@ -39,7 +39,7 @@ def package_path(package: str) -> Path:
 
 def without_jit(conn) -> None:
     """Turn JIT compilation off for the rest of the transaction (``conn``: a SQLAlchemy
-    connection, or a psycopg2 connection or cursor).
+    connection or a psycopg2 cursor).
 
     PostgreSQL compiles a plan once its estimated cost passes ``jit_above_cost``, and a plan over
     a hypertable's daily chunks has the same expressions once per chunk: for a heavy subscriber's
@@ -47,9 +47,6 @@ def without_jit(conn) -> None:
     Searches, exports and the analytics' aggregates run without it."""
     if hasattr(conn, "exec_driver_sql"):
         conn.exec_driver_sql("set local jit = off")
-    elif hasattr(conn, "cursor"):
-        with conn.cursor() as cursor:
-            cursor.execute("set local jit = off")
     else:
         conn.execute("set local jit = off")
 

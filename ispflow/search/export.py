@@ -176,10 +176,10 @@ def write_csv(dbapi_conn, criteria: Criteria, target, *, zone_name: str, progres
     with dbapi_conn.cursor() as cursor:
         _begin(cursor, zone_name)
         scope = subscriber_scope(dbapi_conn, criteria)
-        work = [(number, _copy_sql(cursor, criteria, start, end, scope, first=number == 0))
+        work = [_copy_sql(cursor, criteria, start, end, scope, first=number == 0)
                 for number, (start, end) in enumerate(days(criteria.start, criteria.end))]
         if connect is None or len(work) < 2:
-            rows = sum(_copy(cursor, sql, writer) for _, sql in work)
+            rows = sum(_copy(cursor, sql, writer) for sql in work)
         else:
             _without_parallel_workers(cursor)
             cursor.execute("select pg_export_snapshot()")
@@ -222,7 +222,7 @@ def _copy(cursor, sql: str, out) -> int:
     return cursor.rowcount
 
 
-def _two_readers(cursor, connect, snapshot: str, zone_name: str, work: list, writer: HashingWriter) -> int:
+def _two_readers(cursor, connect, snapshot: str, zone_name: str, work: list[str], writer: HashingWriter) -> int:
     """Odd days are read by a second connection in the same snapshot into a buffer, even days
     by ``cursor`` straight into the file; each buffered day is written once the day before it
     is. At most one day waits in memory (or in a temporary file, past 32 MB)."""
@@ -236,30 +236,30 @@ def _two_readers(cursor, connect, snapshot: str, zone_name: str, work: list, wri
                 with helper.cursor() as other:
                     _begin(other, zone_name, snapshot)
                     _without_parallel_workers(other)
-                    for number, sql in work[1::2]:
+                    for sql in work[1::2]:
                         if stop.is_set():
                             break
                         buffer = tempfile.SpooledTemporaryFile(max_size=32 << 20)
                         gathered = BlockWriter(buffer)
                         count = _copy(other, sql, gathered)
                         gathered.flush()
-                        ready.put((number, buffer, count))
+                        ready.put((buffer, count))
                 helper.rollback()
             finally:
                 helper.close()
         except BaseException as exc:  # handed to the writing thread, which raises it
-            ready.put((None, exc, 0))
+            ready.put((exc, 0))
 
     reader = threading.Thread(target=read_odd_days, name="export-reader", daemon=True)
     reader.start()
     rows = 0
     try:
-        for number, sql in work:
+        for number, sql in enumerate(work):
             if number % 2 == 0:
                 rows += _copy(cursor, sql, writer)
                 continue
-            got, buffer, count = ready.get()
-            if got is None:
+            buffer, count = ready.get()
+            if isinstance(buffer, BaseException):
                 raise buffer
             with buffer:
                 buffer.seek(0)
@@ -269,8 +269,8 @@ def _two_readers(cursor, connect, snapshot: str, zone_name: str, work: list, wri
         stop.set()
         while reader.is_alive():   # after an error: the reader stops after its current day
             try:
-                _, buffer, _ = ready.get(timeout=0.1)
-                if hasattr(buffer, "close"):
+                buffer, _ = ready.get(timeout=0.1)
+                if not isinstance(buffer, BaseException):
                     buffer.close()
             except queue.Empty:
                 pass
