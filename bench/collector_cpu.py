@@ -1,4 +1,4 @@
-"""The collector's own CPU per flow, stage by stage, on one core: decode, attribute, encode.
+"""The collector's own CPU per flow, stage by stage, on one core: decode, attribute, encode, roll up.
 
 On two cores the collector's CPU is taken from PostgreSQL's writers, so every microsecond per
 flow here is ingest rate lost. Runs the stages the collector runs on each batch, on the
@@ -7,7 +7,10 @@ ingest benchmark's streams (bench/ingest.py ``--shape``):
 - decode: ``FlowDecoder.feed`` of every datagram and ``drain`` every 50,000 flows;
 - attribute: ``enrich`` (sampling scale, subscriber and direction per flow, connection status)
   against the benchmark's directory (16,384 single-address IPv4 subscribers and one IPv6 /48);
-- encode: ``writer.encode``, the binary COPY payload.
+- encode: ``writer.encode``, the binary COPY payload;
+- roll up: what the collector's roll-ups cost per flow: ``RollupKeeper.columns`` and ``split``
+  per batch, then at the hour's close ``columnar.compute`` over every flow of the hour and the
+  binary COPY payloads of its rows (``pgcopy.encode_rows``).
 
 Best of ``--repeat`` runs, microseconds per flow.
 
@@ -27,10 +30,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import STREAM_START, stream  # noqa: E402
+from ingest import live_start, stream  # noqa: E402
+from ispflow.analytics import columnar  # noqa: E402
 from ispflow.collector.attribution import SubscriberDirectory  # noqa: E402
 from ispflow.collector.decoder import FlowDecoder  # noqa: E402
 from ispflow.collector.enrich import enrich  # noqa: E402
+from ispflow.collector.pgcopy import encode_rows  # noqa: E402
+from ispflow.collector.rollup_keeper import RollupKeeper  # noqa: E402
 from ispflow.collector.writer import encode  # noqa: E402
 
 BATCH = 50_000  # the collector's max_batch
@@ -43,11 +49,11 @@ def directory() -> SubscriberDirectory:
     return SubscriberDirectory(rows + [("V6", "fiber", "2001:db8:100::/48", since, None)])
 
 
-def decoded(packets: list[bytes]) -> tuple[float, list]:
+def decoded(packets: list[bytes], t0: float) -> tuple[float, list]:
     decoder, batches, queued = FlowDecoder(), [], 0
     began = time.perf_counter()
     for packet in packets:
-        queued += decoder.feed(packet, "127.0.0.1", STREAM_START + 700).records
+        queued += decoder.feed(packet, "127.0.0.1", t0 + 700).records
         if queued >= BATCH:
             batches.append(decoder.drain()[0])
             queued = 0
@@ -62,12 +68,13 @@ def main() -> None:
     parser.add_argument("--version", type=int, default=9, choices=(5, 9, 10))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    packets = stream(args.flows, args.version, args.shape)
+    t0 = live_start()
+    packets = stream(args.flows, args.version, args.shape, t0)
     subscribers = directory()
     ids = np.arange(1, 17, dtype=np.int64)
-    best = {"decode": float("inf"), "attribute": float("inf"), "encode": float("inf")}
+    best = {"decode": float("inf"), "attribute": float("inf"), "encode": float("inf"), "roll up": float("inf")}
     for _ in range(args.repeat):
-        seconds, batches = decoded(packets)
+        seconds, batches = decoded(packets, t0)
         best["decode"] = min(best["decode"], seconds)
         fresh = copy.deepcopy(batches)
         began = time.perf_counter()
@@ -77,6 +84,16 @@ def main() -> None:
         for item in enriched:
             encode(item, ids)
         best["encode"] = min(best["encode"], time.perf_counter() - began)
+        keeper = RollupKeeper("", clock=lambda: t0)
+        began = time.perf_counter()
+        for item in enriched:
+            keeper.add(keeper.split(keeper.columns(item, ids))[0])
+        held = columnar.FlowColumns.concat(keeper._pending)
+        computed = columnar.compute(held, keeper.accounts, keeper.services)
+        payloads = [encode_rows(rows.columns) for rows in computed]
+        best["roll up"] = min(best["roll up"], time.perf_counter() - began)
+    print("roll-up rows: " + ", ".join(f"{rows.table} {len(rows):,}" for rows in computed)
+          + f" ({sum(len(p) for p in payloads) / 1e6:.1f} MB of COPY payload)")
     flows = sum(len(b) for b in batches)
     print(f"{flows:,} flows, NetFlow v{args.version}, shape {args.shape}, best of {args.repeat}")
     for stage, seconds in best.items():

@@ -8,8 +8,13 @@
     .venv/bin/python bench/ingest.py --flows 1000000 [--version 9|10|5] [--rate FLOWS_PER_S] [--shape many|few]
                                      [--rollups]
 
-``--rollups`` also times the roll-up job over the flows ispflow stored, and prints the rate of
-storing and rolling up together (the analytics issue's "ingest with roll-ups kept up").
+The stream is dated in the current hour, as live traffic is: ispflow's collector (roll-ups on,
+its default) holds the hour in memory and writes its roll-ups when it stops.
+
+``--rollups`` measures the analytics issue's "ingest with roll-ups kept up": ispflow runs twice,
+with the collector's roll-ups off (storing alone; the roll-up job is then timed rebuilding the
+same flows, the way without the collector's roll-ups) and on (storing, the flush of the roll-ups
+when the collector stops, and the job's check of the hour, all timed).
 
 Stream shapes: ``many`` — 16k subscribers (100.64.0.0/18), IPv4 only; ``few`` — 62 subscribers
 (100.64.0.0/26) with many flows each, 10 % of the flows IPv6 (NetFlow v9 / IPFIX only).
@@ -26,7 +31,6 @@ import argparse
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -39,9 +43,6 @@ sys.path.insert(0, str(ROOT))
 from tests import synthetic  # noqa: E402
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
-STREAM_START = 1_767_225_600.0   # the flows start within 10 minutes of 2026-01-01 00:00 UTC
-ROLLUPS = False                  # --rollups: also time the roll-up job over the stored flows
-CACHE = ROOT / "bench" / ".cache"
 
 
 SHAPES = {
@@ -50,37 +51,31 @@ SHAPES = {
 }
 
 
-def stream(n: int, version: int, shape: str = "many") -> list[bytes]:
-    """The benchmark's datagrams (generated once, then read from bench/.cache)."""
-    CACHE.mkdir(exist_ok=True)
-    path = CACHE / (f"stream-v{version}-{n}.bin" if shape == "many" else f"stream-v{version}-{n}-{shape}.bin")
-    if path.exists():
-        data, out, offset = path.read_bytes(), [], 0
-        while offset < len(data):
-            (size,) = struct.unpack_from(">I", data, offset)
-            out.append(data[offset + 4: offset + 4 + size])
-            offset += 4 + size
-        return out
-    t0 = STREAM_START
+def stream(n: int, version: int, shape: str, t0: float) -> list[bytes]:
+    """The benchmark's datagrams: ``n`` flows starting within 10 minutes of ``t0``."""
     options = SHAPES[shape]
     if version == 5 and options["ipv6_share"]:
         raise SystemExit("NetFlow v5 carries no IPv6: use --shape many with --version 5")
     flows = synthetic.generate_flows(n, seed=42, start=t0, duration=600, **options)
     if version == 5:
-        packets = synthetic.v5_packets(flows, export_time=t0 + 700)
-    else:
-        exporter = synthetic.Exporter(version=version, boot_time=t0 - 3600)
-        v4, v6 = ((synthetic.V9_IPV4, synthetic.V9_IPV6) if version == 9
-                  else (synthetic.IPFIX_IPV4, synthetic.IPFIX_IPV6))
-        packets = []
-        for i in range(0, len(flows), 2800):  # each block's IPv4 packets, then its IPv6 ones
-            block = flows[i:i + 2800]
-            for template, family in ((v4, False), (v6, True)):
-                part = [flow for flow in block if (":" in flow["src"]) == family]
-                if part:
-                    packets += exporter.packets(part, template, export_time=t0 + 700, with_template="every")
-    path.write_bytes(b"".join(struct.pack(">I", len(p)) + p for p in packets))
+        return synthetic.v5_packets(flows, export_time=t0 + 700)
+    exporter = synthetic.Exporter(version=version, boot_time=t0 - 3600)
+    v4, v6 = ((synthetic.V9_IPV4, synthetic.V9_IPV6) if version == 9 else (synthetic.IPFIX_IPV4, synthetic.IPFIX_IPV6))
+    packets = []
+    for i in range(0, len(flows), 2800):  # each block's IPv4 packets, then its IPv6 ones
+        block = flows[i:i + 2800]
+        for template, family in ((v4, False), (v6, True)):
+            part = [flow for flow in block if (":" in flow["src"]) == family]
+            if part:
+                packets += exporter.packets(part, template, export_time=t0 + 700, with_template="every")
     return packets
+
+
+def live_start() -> float:
+    """The start of the stream's 10 minutes: this hour, as live traffic is (so the collector holds
+    it in memory until the hour closes), or the next one when this one closes too soon."""
+    now = time.time()
+    return now // 3600 * 3600 + (3600 if now % 3600 > 45 * 60 else 0)
 
 
 def send(packets: list[bytes], port: int, rate: float, flows_per_packet: float) -> float:
@@ -137,7 +132,8 @@ values ('V6', 'fiber', '2001:db8:100::/48', '2025-01-01');
 """
 
 
-def run_ispflow(packets, n, rate, per_packet) -> dict:
+def run_ispflow(packets, n, rate, per_packet, rollups: bool | None = None, t0: float = 0.0) -> dict:
+    """Store the stream with ispflow's collector; ``rollups`` on or off (None: the default)."""
     url = fresh_database("ispflow_bench")
     admin = {**os.environ, "ISPFLOW_DATABASE_URL": url, "ISPFLOW_AUDIT_KEY": "bench"}
     subprocess.run([str(ROOT / ".venv/bin/ispflow"), "db", "upgrade"], env=admin, check=True, capture_output=True)
@@ -148,6 +144,8 @@ def run_ispflow(packets, n, rate, per_packet) -> dict:
     work = Path(tempfile.mkdtemp(prefix="ispflow-bench-"))
     env = {**admin, "ISPFLOW_SPOOL_DIR": str(work / "spool"),
            "ISPFLOW_STATE_DIR": str(work / "state"), "ISPFLOW_COLLECTOR_LISTEN": f"127.0.0.1:{port}"}
+    if rollups is not None:
+        env["ISPFLOW_COLLECTOR_ROLLUPS"] = "yes" if rollups else "no"
     process = subprocess.Popen([str(ROOT / ".venv/bin/ispflow"), "collector"], env=env,
                                stderr=subprocess.PIPE, text=True)
     while "receiving on" not in process.stderr.readline():
@@ -156,26 +154,51 @@ def run_ispflow(packets, n, rate, per_packet) -> dict:
     start = time.perf_counter()
     sent_in = send(packets, port, rate, per_packet)
     rows, seconds = wait_for_rows("ispflow_bench", "ispflow.flows", n, start)
-    cpu = _cpu(process.pid) - cpu_before
+    cpu_stored = _cpu(process.pid) - cpu_before
+    stopping = time.perf_counter()
+    cpu_end = [cpu_stored]
+
+    def sample():   # the process's CPU just before it exits (the flush at stop included)
+        while process.poll() is None:
+            cpu_end[0] = _cpu(process.pid) - cpu_before
+            time.sleep(0.05)
+
+    import threading
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
-    result = dict(peer="ispflow collector → TimescaleDB", rows=rows, seconds=seconds, send=sent_in, cpu=cpu)
-    if ROLLUPS:
-        result["rollup_seconds"] = roll_up_stream(url)
+    process.wait(timeout=300)
+    sampler.join()
+    stop_seconds = time.perf_counter() - stopping
+    label = {None: "", False: " (roll-ups off)", True: " (roll-ups on)"}[rollups]
+    result = dict(peer=f"ispflow collector → TimescaleDB{label}", rows=rows, seconds=seconds, send=sent_in,
+                  cpu=cpu_stored, stop_seconds=stop_seconds, stop_cpu=cpu_end[0] - cpu_stored)
+    if rollups is False:
+        result["job_seconds"] = roll_up_stream(url, t0, rebuild=True)
+    elif rollups:
+        result["rolled"] = int(psql("ispflow_bench", "select coalesce(sum(flows), 0) from ispflow.rollup_network_5m"))
+        result["check_seconds"] = roll_up_stream(url, t0, rebuild=False)
+        result["rebuilt"] = psql("ispflow_bench", "select count(*) from ispflow.analytics_watermarks "
+                                                  "where name = 'rollups-rebuild-until'") != "0"
     return result
 
 
-def roll_up_stream(url: str) -> float:
-    """Seconds the roll-up job takes over the stream's flows (the hour they start in), as the
-    periodic job computes an hour: what keeping roll-ups costs on top of storing the flows."""
+def roll_up_stream(url: str, t0: float, rebuild: bool) -> float:
+    """Seconds the roll-up job takes over the stream's hours: rebuilding them from the stored
+    flows (what keeping roll-ups costs without the collector's), or checking them as the
+    periodic job does once they have settled."""
     from datetime import datetime, timedelta, timezone
 
     from ispflow.analytics import rollups
     from ispflow.database import engine_for
 
-    hour = datetime.fromtimestamp(STREAM_START, timezone.utc)
+    hour = datetime.fromtimestamp(t0 // 3600 * 3600, timezone.utc)
+    end = hour + timedelta(hours=2)   # the stream's 10 minutes and its flows' pieces
     began = time.perf_counter()
-    rollups.rebuild(engine_for(url), hour, hour + timedelta(hours=1))
+    if rebuild:
+        rollups.rebuild(engine_for(url), hour, end)
+    else:
+        rollups.update(engine_for(url), now=end + rollups.SETTLE)
     return time.perf_counter() - began
 
 
@@ -274,30 +297,44 @@ def main() -> None:
     parser.add_argument("--peers", default="ispflow,nfacctd,nfcapd")
     parser.add_argument("--shape", default="many", choices=sorted(SHAPES))
     parser.add_argument("--rollups", action="store_true",
-                        help="after ispflow stored the stream, time the roll-up job over it")
+                        help="ispflow twice, the collector's roll-ups off and on, the stream dated now")
     args = parser.parse_args()
-    global ROLLUPS
-    ROLLUPS = args.rollups
     try:  # nfacctd needs a large socket buffer (it lost 11 % of a 1M-flow burst with the 4 MB default)
         Path("/proc/sys/net/core/rmem_max").write_text("268435456")
     except OSError:
         print("note: could not raise net.core.rmem_max (not root?): nfacctd may lose flows")
-    packets = stream(args.flows, args.version, args.shape)
+    t0 = live_start()
+    packets = stream(args.flows, args.version, args.shape, t0)
     per_packet = args.flows / len(packets)
     print(f"stream: {args.flows} flows in {len(packets)} NetFlow v{args.version} packets "
           f"({per_packet:.1f} flows/packet), shape {args.shape}, rate {'max' if not args.rate else f'{args.rate:,.0f} flows/s'}")
     runners = {"ispflow": run_ispflow, "nfacctd": run_nfacctd, "nfcapd": run_nfcapd}
+    alone = None
     for name in args.peers.split(","):
-        result = runners[name](packets, args.flows, args.rate, per_packet)
-        loss = 100.0 * (1 - result["rows"] / args.flows)
-        print(f"{result['peer']:38s} stored {result['rows']:>9,} in {result['seconds']:6.2f} s = "
-              f"{result['rows'] / max(result['seconds'], 1e-9):>10,.0f} flows/s, loss {loss:5.2f} %, "
-              f"sent in {result['send']:.2f} s, process CPU {result['cpu']:.1f} s", flush=True)
-        if "rollup_seconds" in result:
-            job, both = result["rollup_seconds"], result["seconds"] + result["rollup_seconds"]
-            print(f"{'  + roll-up job over the same flows':38s} {job:6.2f} s = {result['rows'] / job:>10,.0f} flows/s; "
-                  f"stored and rolled up: {result['rows'] / both:,.0f} flows/s = "
-                  f"{100 * result['seconds'] / both:.0f} % of storing alone", flush=True)
+        modes = (False, True) if name == "ispflow" and args.rollups else (None,)
+        for mode in modes:
+            if name == "ispflow":
+                result = run_ispflow(packets, args.flows, args.rate, per_packet, mode, t0)
+            else:
+                result = runners[name](packets, args.flows, args.rate, per_packet)
+            loss = 100.0 * (1 - result["rows"] / args.flows)
+            print(f"{result['peer']:38s} stored {result['rows']:>9,} in {result['seconds']:6.2f} s = "
+                  f"{result['rows'] / max(result['seconds'], 1e-9):>10,.0f} flows/s, loss {loss:5.2f} %, "
+                  f"sent in {result['send']:.2f} s, process CPU {result['cpu']:.1f} s", flush=True)
+            if mode is False:
+                alone = result["rows"] / result["seconds"]
+                job, both = result["job_seconds"], result["seconds"] + result["job_seconds"]
+                print(f"{'  + roll-up job over the same flows':38s} {job:6.2f} s; stored and rolled up by the job: "
+                      f"{result['rows'] / both:,.0f} flows/s = {100 * result['seconds'] / both:.0f} % of storing alone",
+                      flush=True)
+            elif mode is True:
+                total = result["seconds"] + result["stop_seconds"] + result["check_seconds"]
+                rate_on = result["rows"] / total
+                print(f"{'  + flush at stop, the job checks':38s} stop {result['stop_seconds']:.2f} s "
+                      f"(CPU {result['stop_cpu']:.1f} s), check {result['check_seconds']:.2f} s; "
+                      f"rolled up {result['rolled']:,} flows{', hour REBUILT by the job' if result['rebuilt'] else ''}; "
+                      f"stored and rolled up: {rate_on:,.0f} flows/s = {100 * rate_on / alone:.0f} % of storing "
+                      f"alone (the roll-ups-off run)", flush=True)
 
 
 if __name__ == "__main__":

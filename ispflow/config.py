@@ -100,6 +100,10 @@ class Settings:
     STATE_DIR: str = setting(
         "/var/lib/ispflow", doc="Collector state kept across restarts (templates) and the audit log's checkpoints."
     )
+    COLLECTOR_ROLLUPS: bool = setting(
+        True, _bool, "The collector adds what it stores to the analytics' roll-ups from memory; off, the roll-up "
+        "job computes them from the stored flows (docs/storage.md)."
+    )
     CHUNK_ORDER: bool = setting(
         True, _bool, "Rewrite each closed day of flows in subscriber order (the hourly chunk-order job; it locks the "
         "day while it runs: docs/storage.md)."

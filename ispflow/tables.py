@@ -153,12 +153,20 @@ rollup_talkers_1h = _rollup(
 
 # Each hour's heaviest talkers of every account (rollups.TOP_ACCOUNT by bytes and by flows) and
 # one remainder row: an account's month of top talkers is read from here, not from raw flows.
-rollup_account_talkers_1h = _rollup(
-    "rollup_account_talkers_1h",
+# An account-hour of at most rollups.SHALLOW flows has only its remainder rows, flagged ``raw``:
+# its talkers are read from its raw flows, which are fewer than talker rows would be.
+rollup_account_talkers_1h = sa.Table(
+    "rollup_account_talkers_1h", _meta,
+    sa.Column("bucket", TIMESTAMP, nullable=False),
     sa.Column("account", sa.Text, nullable=False),
     sa.Column("kind", sa.Text, nullable=False), sa.Column("src_addr", INET), sa.Column("dst_addr", INET),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("packets", sa.BigInteger, nullable=False),
+    sa.Column("flows", sa.BigInteger, nullable=False),
+    sa.Column("raw", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.CheckConstraint("kind in ('source', 'destination', 'conversation')"),
-    indexes=(sa.Index("rollup_account_talkers_1h_account", "account", "kind", "bucket"),))
+    sa.Index("rollup_account_talkers_1h_account", "account", "kind", "bucket"),
+    sa.Index("rollup_account_talkers_1h_raw", "account", "bucket", postgresql_where=sa.text("raw")))
 # The subscriber-side traffic per /24 (IPv4) or /48 (IPv6): graphs of prefixes that span many
 # subscribers read a few blocks' rows instead of every address's.
 rollup_prefix_5m = _rollup(

@@ -1,15 +1,22 @@
-"""Roll-ups: the flows summed per 5-minute and per hour bucket, kept by a periodic job.
+"""Roll-ups: the flows summed per 5-minute and per hour bucket.
 
-The collector does not touch them, so keeping them costs ingest nothing: the ``rollups``
-job (every 5 minutes) computes whole closed hours from the raw flows and advances a
-watermark, hour by hour, each hour in one transaction that deletes and rewrites its buckets.
-Running it twice, or after a crash half-way, gives the same rows.
+Who writes them: the collector (``collector.rollup_keeper``), from the flows it stored, with
+``columnar``'s numpy twin of ``build``; this module's ``rollups`` job (every 5 minutes) checks
+each settled hour and rebuilds from the raw flows what the collector did not write. An hour
+is checked by counting: its raw flows against the flows its roll-ups hold. Equal counts mean
+every stored flow of the hour was rolled up once (a collector only adds after its flows are
+committed, and writes a flow's roll-ups at most once), so the check costs a count, not a
+roll-up. A different count (a collector crashed with an hour in memory, its roll-ups are off,
+flows came from elsewhere) rebuilds the hour, and the next one too, whose first buckets hold
+the lost hour's long flows. The job takes ``WRITE_LOCK`` exclusively while it checks and
+rebuilds, collectors share it while they write: a rebuild never meets half of a collector's
+write.
 
-Late flows: an hour is computed once it has been closed for ``SETTLE``; when the next hour is
-computed, the previous one (``REVISIT``) is computed again if its flows have grown in number
-since (a count, much cheaper than the roll-up): a flow that reaches the database up to about
-an hour after its start still counts. Older stragglers (a spool replayed after a long database
-outage) are added by ``ispflow report rebuild --from --to``.
+Late flows: a collector keeps an hour in memory until ``GRACE`` after it ends and adds flows
+that arrive later to the roll-ups in the same transaction that stores them. The job checks an
+hour once it has been closed for ``SETTLE`` and checks the previous hour (``REVISIT``) again
+in its next run. Stragglers older than that (a spool replayed after a long database outage)
+are added by ``ispflow report rebuild --from --to``.
 
 How a flow becomes bucket rows (the 5-minute tables): its bytes and packets are spread over
 the buckets its ``[ts_start, ts_end]`` overlaps in proportion to the time spent in each,
@@ -18,6 +25,12 @@ cumulative share); a flow with no duration lies in the bucket of its start; a fl
 than ``MAX_SPAN`` (exporters' active timeouts are at most 30 minutes, so only a wrong clock
 gives one) is spread over its first ``MAX_SPAN``. It counts as one flow in the bucket it
 starts in. The hourly top tables count a whole flow in the hour it started.
+
+Talkers: per hour the heaviest ``TOP_NETWORK`` (whole network) and ``TOP_ACCOUNT`` (each
+account) by bytes and by flows, ties broken by address, and one remainder row. An account-hour
+of at most ``SHALLOW`` flows keeps only its remainder rows, flagged ``raw``: its talkers are
+read from its raw flows, which are fewer than its talker rows would be (on a network of many
+light subscribers that table would otherwise hold more rows than there are flows).
 """
 from __future__ import annotations
 
@@ -40,7 +53,11 @@ UNIT = timedelta(hours=24)  # the most one transaction rolls up (catching up aft
 WATERMARK = "rollups"
 TOP_NETWORK = 100   # talkers kept per hour for the whole network, by bytes and by flows
 TOP_ACCOUNT = 25    # talkers kept per hour for each account, likewise
+SHALLOW = 3 * (2 * TOP_ACCOUNT + 1)   # an account-hour's most talker rows: fewer flows are read raw
+GRACE = timedelta(minutes=5)          # a collector writes an hour's roll-ups this long after it ends
 _LOCK = 0x15F12B    # advisory lock: one roll-up run at a time
+WRITE_LOCK = 0x15F12C   # shared by collectors adding roll-ups, exclusive while the job checks an hour
+REBUILD_UNTIL = "rollups-rebuild-until"   # hours before this are rebuilt even if their counts agree
 SUM = "ispflow.sum_bigint"   # sum(bigint) in a bigint state (migration analytics_bigint_sums)
 
 ROLLUP_TABLES = ("rollup_traffic_5m", "rollup_prefix_5m", "rollup_network_5m", "rollup_interface_5m",
@@ -214,7 +231,8 @@ TALKER_COLUMNS = {"source": ("src_addr", None), "destination": (None, "dst_addr"
 
 def _insert_talkers(run, kind: str, table: str, per: str, top: int) -> None:
     """Each hour's (and each ``per`` group's) heaviest ``kind`` talkers by bytes or by flows, and
-    one remainder row with null addresses summing the rest, from ``rollup_pairs``.
+    one remainder row with null addresses summing the rest, from ``rollup_pairs``. Per account,
+    an hour of at most ``SHALLOW`` flows keeps only its remainder row, flagged ``raw``.
 
     The leaders are picked per group (an ordered ``array_agg`` of row ids, cut at ``top``), not
     by ranking windows over every row: two sorts of a few hundred ids per group cost about half
@@ -228,23 +246,30 @@ def _insert_talkers(run, kind: str, table: str, per: str, top: int) -> None:
         where = f"where {per} is not null" if per else ""
         rows = (f"select {group}, {SUM}(bytes) as bytes, {SUM}(packets) as packets, {SUM}(flows) as flows "
                 f"from rollup_pairs {where} group by {group}")
-    run("drop table if exists pg_temp.rollup_talkers, pg_temp.rollup_kept")
+    ties = ", ".join(keys)
+    run("drop table if exists pg_temp.rollup_talkers, pg_temp.rollup_kept, pg_temp.rollup_deep")
     run(f"create temporary table rollup_talkers on commit drop as select row_number() over () as id, g.* from ({rows}) g")
+    if per:   # the account-hours with talker rows; the others keep only their remainder, flagged raw
+        run(f"""create temporary table rollup_deep on commit drop as select {partition} from rollup_talkers
+                group by {partition} having {SUM}(flows) > {SHALLOW}""")
+    leaders_of = f"rollup_talkers join rollup_deep using ({partition})" if per else "rollup_talkers"
     run(f"""create temporary table rollup_kept on commit drop as
             select distinct unnest(by_bytes[1:{top}] || by_flows[1:{top}]) as id from (
-                select array_agg(id order by bytes desc, flows desc) as by_bytes,
-                       array_agg(id order by flows desc, bytes desc) as by_flows
-                from rollup_talkers group by {partition}) leaders""")
+                select array_agg(id order by bytes desc, flows desc, {ties}) as by_bytes,
+                       array_agg(id order by flows desc, bytes desc, {ties}) as by_flows
+                from {leaders_of} group by {partition}) leaders""")
     addresses = ", ".join(c or "null::inet" for c in TALKER_COLUMNS[kind])
     nulls = ", ".join("null::inet" for _ in TALKER_COLUMNS[kind])
-    run(f"""insert into ispflow.{table}
-            select {partition}, '{kind}', {addresses}, bytes, packets, flows
-            from rollup_talkers t where exists (select 1 from rollup_kept k where k.id = t.id)
-            union all
-            select {partition}, '{kind}', {nulls}, {SUM}(bytes), {SUM}(packets), {SUM}(flows)
-            from rollup_talkers t where not exists (select 1 from rollup_kept k where k.id = t.id)
-            group by {partition}
-            {'order by 2' if per else ''}""")
+    remainder = (f"select {partition}, '{kind}', {nulls}, {SUM}(bytes), {SUM}(packets), {SUM}(flows) "
+                 f"from rollup_talkers t where not exists (select 1 from rollup_kept k where k.id = t.id) "
+                 f"group by {partition}")
+    leaders = (f"select {partition}, '{kind}', {addresses}, bytes, packets, flows{', false' if per else ''} "
+               f"from rollup_talkers t where exists (select 1 from rollup_kept k where k.id = t.id)")
+    if per:
+        remainder = (f"select r.*, d.bucket is null from ({remainder}) r(bucket, {per}) "
+                     f"left join rollup_deep d using (bucket, {per})")
+    columns = f"bucket, {per + ', ' if per else ''}kind, src_addr, dst_addr, bytes, packets, flows{', raw' if per else ''}"
+    run(f"insert into ispflow.{table} ({columns}) {leaders} union all {remainder} {'order by 2' if per else ''}")
 
 
 def watermark(conn) -> datetime | None:
@@ -266,10 +291,12 @@ def _first_flow_hour(conn) -> datetime | None:
 
 
 def _late_flows(conn, start: datetime, end: datetime) -> bool:
-    """Whether flows starting in ``[start, end)`` arrived after that range was rolled up.
+    """Whether the roll-ups of ``[start, end)`` miss flows that start in it (or, after a manual
+    change, hold more): the hour's raw flows counted against the flows its roll-ups count.
 
-    Counting them is a fraction of the cost of rolling them up again; flows are never deleted
-    from an hour still within retention, so a higher count means late arrivals.
+    Counting is a fraction of the cost of rolling up; flows are never deleted from an hour
+    still within retention, and roll-ups are only added for committed flows, so equal counts
+    mean every flow of the range is in its roll-ups exactly once.
     """
     raw = conn.exec_driver_sql("select count(*) from ispflow.flows where ts_start >= %(s)s and ts_start < %(e)s",
                                {"s": start, "e": end}).scalar()
@@ -279,10 +306,11 @@ def _late_flows(conn, start: datetime, end: datetime) -> bool:
 
 
 def update(engine, now: datetime | None = None, budget_s: float = 240.0) -> tuple[datetime, datetime] | None:
-    """Bring the roll-ups up to the last settled hour; returns the range computed, if any.
+    """Check (and where needed rebuild) the roll-ups up to the last settled hour; returns the
+    range checked, if any.
 
-    Works oldest first, at most ``UNIT`` per transaction, each committed with the watermark; stops
-    after ``budget_s`` seconds (the next run goes on from there).
+    Works oldest first, one hour per transaction with the watermark; stops after ``budget_s``
+    seconds (the next run goes on from there).
     """
     now = now or datetime.now(timezone.utc)
     target = floor_time(now - SETTLE, HOUR)
@@ -304,15 +332,26 @@ def update(engine, now: datetime | None = None, budget_s: float = 240.0) -> tupl
                 return None
             begun = start
             while start < target and clock.monotonic() < deadline:
-                end = min(start + UNIT, target)
+                end = start + HOUR
                 with conn.begin():
-                    build(conn, start, end)
+                    conn.exec_driver_sql("select pg_advisory_xact_lock(%(k)s)", {"k": WRITE_LOCK})
+                    incomplete = _late_flows(conn, start, end)
+                    if incomplete or start < _rebuild_until(conn):
+                        build(conn, start, end)
+                    if incomplete:   # what was missing included long flows' pieces in the next hour
+                        _advance(conn, end + HOUR, REBUILD_UNTIL)
                     _advance(conn, max(end, done) if done else end)
                 start = end
             return (begun, start) if start > begun else None
         finally:
             conn.exec_driver_sql("select pg_advisory_unlock(%(k)s)", {"k": _LOCK})
             conn.commit()
+
+
+def _rebuild_until(conn) -> datetime:
+    until = conn.exec_driver_sql("select done_until from ispflow.analytics_watermarks where name = %(n)s",
+                                 {"n": REBUILD_UNTIL}).scalar()
+    return until or datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def rebuild(engine, start: datetime, end: datetime) -> None:
@@ -325,11 +364,12 @@ def rebuild(engine, start: datetime, end: datetime) -> None:
             start += UNIT
 
 
-def _advance(conn, until: datetime) -> None:
+def _advance(conn, until: datetime, name: str = WATERMARK) -> None:
     conn.exec_driver_sql(
         "insert into ispflow.analytics_watermarks (name, done_until) values (%(n)s, %(u)s) "
-        "on conflict (name) do update set done_until = excluded.done_until, updated_at = now()",
-        {"n": WATERMARK, "u": until})
+        "on conflict (name) do update set done_until = greatest(analytics_watermarks.done_until, "
+        "excluded.done_until), updated_at = now()",
+        {"n": name, "u": until})
 
 
 def update_rollups(settings=None) -> str:

@@ -5,8 +5,9 @@ Whole-network and per-account reports read the hourly roll-ups up to their water
 raw flows after it. The network's sources, destinations and conversations are kept per hour
 only for the heaviest ones (rollups.TOP_NETWORK, by bytes and by flows); the rest of each hour
 is one remainder row, shown as "others", so totals stay exact and a long period's ranking is
-that of the hours' leaders; an account's likewise (rollups.TOP_ACCOUNT per account and hour).
-After the watermark an account's talkers come from the raw flows of the addresses it held;
+that of the hours' leaders; an account's likewise (rollups.TOP_ACCOUNT per account and hour),
+except its hours of at most rollups.SHALLOW flows, which are read from its raw flows. After the
+watermark an account's talkers come from the raw flows of the addresses it held;
 any report for an address or prefix reads the raw flows (through the address indexes) and is
 exact. Talkers are ranked inside PostgreSQL, so a month's report fetches only its top rows.
 """
@@ -162,15 +163,22 @@ def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", 
     boundary = start if network is not None else min(max(done or start, start), end)
     params = {"from": start, "boundary": boundary, "until": end, "account": account}
     parts = []
+    held = None
+    if account is not None and network is None and by in TALKERS:
+        # Raw flows of an account: its addresses' flows, found through the address indexes from
+        # the prefixes it held and when, like an account search.
+        held, held_params = _held_addresses(conn, account, start, end)
+        params.update(held_params)
     if boundary > start:
-        parts.append(_rollup_sql(by, account, params).replace("%(until)s", "%(boundary)s"))
+        rolled = _rollup_sql(by, account, params).replace("%(until)s", "%(boundary)s")
+        if held is not None:
+            raw_hours, runs = _raw_hours(conn, by, account, start, boundary)
+            if raw_hours:
+                params["raw_hours"] = raw_hours
+                rolled = rolled.replace(" group by ", " and bucket <> all(%(raw_hours)s) group by ", 1)
+                parts += _raw_runs(by, account, params, held, runs)
+        parts.append(rolled)
     if boundary < end:
-        held = None
-        if account is not None and network is None and by in TALKERS:
-            # After the watermark: the account's addresses' flows, found through the address
-            # indexes from the prefixes it held and when, like an account search.
-            held, held_params = _held_addresses(conn, account, start, end)
-            params.update(held_params)
         parts.append(_raw_sql(by, account, network, params, held).replace("%(from)s", "%(boundary)s"))
     width = 2 if by in ("conversation", "application", "protocol") else 1
     if by in ("application", "protocol"):
@@ -183,6 +191,39 @@ def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", 
     shown = ranked[:limit] + [r for r in rows if r.other]
     scope = {"account": account, "network": str(network) if network else None}
     return TopReport(by, order, start, end, shown, total, done, exact, {k: v for k, v in scope.items() if v})
+
+
+_MAX_RUNS = 32   # raw branches of one report; more runs are read as one range, filtered by hour
+
+
+def _raw_hours(conn, by: str, account: str, start: datetime, end: datetime):
+    """The account's hours in ``[start, end)`` whose talkers are read raw (rollups.SHALLOW; a
+    small partial index holds them), and the runs of consecutive ones as ``[from, until)``."""
+    hours = [row[0] for row in rollups.fetch_all(
+        conn, "select distinct bucket from ispflow.rollup_account_talkers_1h where raw and account = %(a)s "
+              "and bucket >= %(s)s and bucket < %(e)s order by bucket", {"a": account, "s": start, "e": end})]
+    runs = []
+    for hour in hours:
+        if runs and runs[-1][1] == hour:
+            runs[-1][1] = hour + rollups.HOUR
+        else:
+            runs.append([hour, hour + rollups.HOUR])
+    return hours, [tuple(run) for run in runs]
+
+
+def _raw_runs(by: str, account: str, params: dict, held: str, runs) -> list[str]:
+    """Raw-flow parts for the runs of raw hours: one per run, each an index range of its own."""
+    if len(runs) > _MAX_RUNS:
+        runs = [(runs[0][0], runs[-1][1])]
+        only = " and time_bucket('1 hour', f.ts_start) = any(%(raw_hours)s)"
+    else:
+        only = ""
+    parts = []
+    for i, (first, until) in enumerate(runs):
+        params[f"run_from_{i}"], params[f"run_until_{i}"] = first, until
+        sql = _raw_sql(by, account, None, params, held + only)
+        parts.append(sql.replace("%(from)s", f"%(run_from_{i})s").replace("%(until)s", f"%(run_until_{i})s"))
+    return parts
 
 
 def _summed(parts: list[str], width: int) -> str:

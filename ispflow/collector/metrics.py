@@ -67,6 +67,14 @@ class CollectorMetrics:
         database = GaugeMetricFamily("ispflow_collector_database_up", "1 while the database takes batches.")
         database.add_metric([], 1 if c.database_up.is_set() else 0)
         yield database
+        if c.rollups is not None:
+            rolled = CounterMetricFamily("ispflow_collector_rollup_flows",
+                                         "Flows added to the roll-ups by the collector: at their hour's close "
+                                         "(rolled_up), with their batch (late), or not (failed, skipped: the "
+                                         "roll-up job rebuilds those hours).", labels=["how"])
+            for how, value in c.rollups.counters.items():
+                rolled.add_metric([how], value)
+            yield rolled
         yield from self._exporters()
         yield from self._sflow_interfaces()
 

@@ -46,6 +46,7 @@ from .enrich import EnrichedFlows, enrich
 from .exporters import ExporterRegistry
 from ..endpoints import parse_endpoint
 from .metrics import CollectorMetrics
+from .rollup_keeper import RollupKeeper
 from .sockets import kernel_drops, open_udp, receive_buffer
 from .spool import Spool
 from .writer import copy_flows, copy_nat, encode, encode_nat
@@ -78,7 +79,8 @@ class Collector:
     def __init__(self, database_url: str, listen: list[str], spool_dir: str, state_dir: str,
                  spool_max_bytes: int = 1 << 30, writers: int = 2, flush_interval: float = 0.5,
                  max_batch: int = 50_000, heartbeat_interval: float = 5.0, directory_refresh: float = 60.0,
-                 name: str | None = None, trust_first: bool = False, metrics_listen: str | None = None):
+                 name: str | None = None, trust_first: bool = False, metrics_listen: str | None = None,
+                 rollups: bool = True):
         self.database_url = database_url
         self.dsn = psycopg2_dsn(database_url)
         self.listen = [parse_endpoint(value, listen=True) for value in listen]
@@ -125,6 +127,8 @@ class Collector:
         self.module_enabled.set()
         self._counter_lock = threading.Lock()
         self.metrics = CollectorMetrics(self)
+        # The analytics' roll-ups of what is stored, kept from memory (off: the job computes them).
+        self.rollups = RollupKeeper(self.dsn) if rollups else None
         self.metrics_listen, self.metrics_port = metrics_listen, None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -144,6 +148,8 @@ class Collector:
         for i in range(self.writers):
             self._spawn(self._write, f"writer-{i}")
         self._spawn(self._keep, "keeper")
+        if self.rollups is not None:
+            self._spawn(self._roll_up, "rollups")
         self._spawn(self._listen, "listener")
 
     def ports(self) -> list[int]:
@@ -361,9 +367,14 @@ class Collector:
             ids = self.exporters.ids(conn, item.flows.exporters if isinstance(item, EnrichedFlows)
                                      else item.exporters)
             if isinstance(item, EnrichedFlows):
+                on_time, late = self._rollup_parts(item, ids)
                 copy_flows(conn, encode(item, ids))
+                if late is not None:
+                    self.rollups.write_late(conn, late)
                 conn.commit()
                 self._count(flows_stored=len(item))
+                if on_time is not None:
+                    self.rollups.add(on_time)
             else:
                 subscriber = self.directory.lookup(item.family, item.private_addr, item.ts)
                 copy_nat(conn, encode_nat(item, ids, subscriber, self.directory.subscribers))
@@ -375,6 +386,29 @@ class Collector:
         except psycopg2.Error:
             conn.rollback()
             raise
+
+    def _rollup_parts(self, item: EnrichedFlows, ids):
+        """(flows of open hours, flows of closed hours) for the roll-ups, or Nones: without
+        roll-ups, or when they fail (logged; flows are stored all the same)."""
+        if self.rollups is None:
+            return None, None
+        try:
+            return self.rollups.split(self.rollups.columns(item, ids))
+        except Exception as error:
+            self._errors.warning("rollups", "roll-ups of a batch could not be prepared (%r); the roll-up job "
+                                            "rebuilds its hours", error)
+            return None, None
+
+    def _roll_up(self) -> None:
+        """Write each hour's roll-ups when it closes, and what is held once the writers stop."""
+        while True:
+            if self.stopping.is_set() and all(not t.is_alive() for t in self._threads
+                                              if t.name.startswith("collector-writer")):
+                self.rollups.flush(everything=True)
+                return
+            if self.rollups.due():
+                self.rollups.flush()
+            self.stopping.wait(1.0)
 
     def _to_spool(self, item) -> None:
         with self._spool_lock:

@@ -52,7 +52,7 @@ def collector_command(listen, writers, trust_first_exporter):
     collector = Collector(
         config.DATABASE_URL, list(listen), config.SPOOL_DIR, config.STATE_DIR,
         spool_max_bytes=config.SPOOL_MAX_BYTES, writers=writers, trust_first=trust_first_exporter,
-        metrics_listen=metrics_listen,
+        metrics_listen=metrics_listen, rollups=config.COLLECTOR_ROLLUPS,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -1,0 +1,416 @@
+"""The roll-ups of a set of flows computed from numpy columns: what the collector adds to the
+roll-up tables for the flows it stored, without reading them back from the database.
+
+Every rule is ``rollups.build``'s (bucket split, service port, leaders and remainders, shallow
+account-hours); the tests hold the two to the same rows. Grouping is by sorting integer keys:
+addresses and names are first replaced by dense codes in PostgreSQL's order (so ties between
+talkers are broken as ``build`` breaks them), then a group's key is one mixed-radix integer.
+Counters are summed in int64 by ``reduceat`` on the sorted rows, so sums are exact.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from . import rollups
+
+STEP_US = int(rollups.STEP.total_seconds()) * 1_000_000
+HOUR_US = 3_600_000_000
+MAX_SPAN_US = int(rollups.MAX_SPAN.total_seconds()) * 1_000_000
+_INT4_MAX = 2**31 - 1
+_SAFE = 2**62                  # a mixed-radix key stays below this
+_TRANSPORTS = (6, 17, 132)     # protocols with ports (rollups.SERVICE_PORT)
+_DYNAMIC_PORTS = 49152
+
+
+@dataclass
+class FlowColumns:
+    """Stored flows as the roll-ups need them. Names are indexes into the caller's ``accounts``
+    and ``services`` lists (-1: none); ``direction`` 0 none, 1 in, 2 out; interfaces -1 when
+    not stored; addresses 16-byte rows as in ``collector.batches``."""
+
+    ts_start: np.ndarray
+    ts_end: np.ndarray
+    bytes: np.ndarray
+    packets: np.ndarray
+    family: np.ndarray
+    src_addr: np.ndarray
+    dst_addr: np.ndarray
+    src_port: np.ndarray
+    dst_port: np.ndarray
+    protocol: np.ndarray
+    in_if: np.ndarray
+    out_if: np.ndarray
+    exporter_id: np.ndarray
+    account: np.ndarray
+    service: np.ndarray
+    direction: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts_start)
+
+    def take(self, rows) -> "FlowColumns":
+        return FlowColumns(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+    @staticmethod
+    def concat(parts: list["FlowColumns"]) -> "FlowColumns":
+        return FlowColumns(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(FlowColumns)})
+
+
+@dataclass
+class Rows:
+    """Rows for one roll-up table: its columns in table order, as (kind, values, extra)."""
+
+    table: str
+    columns: list   # pgcopy.Column
+
+    def __len__(self) -> int:
+        return len(self.columns[0].values)
+
+
+# --- grouping ------------------------------------------------------------------------------
+
+def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dense codes in ascending key order, index of one row per code)."""
+    if not len(keys):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.argsort(keys)
+    ordered = keys[order]
+    new = np.empty(len(keys), dtype=bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    codes = np.empty(len(keys), dtype=np.int64)
+    codes[order] = np.cumsum(new) - 1
+    return codes, order[new]
+
+
+def _big_endian_u64(rows: np.ndarray, start: int) -> np.ndarray:
+    return rows[:, start:start + 8].copy().view(">u8").ravel().astype(np.uint64)
+
+
+def address_codes(family: np.ndarray, addresses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes of 16-byte addresses in PostgreSQL's inet order (IPv4 first, then by value),
+    and one row per code."""
+    codes = np.zeros(len(family), dtype=np.int64)
+    first = np.zeros(0, dtype=np.int64)
+    v4 = np.flatnonzero(family == 4)
+    v6 = np.flatnonzero(family != 4)
+    if len(v4):
+        c4, f4 = _factorize(_big_endian_u64(addresses[v4], 0) >> np.uint64(32))
+        codes[v4], first = c4, v4[f4]
+    if len(v6):
+        hi, lo = _big_endian_u64(addresses[v6], 0), _big_endian_u64(addresses[v6], 8)
+        order = np.lexsort((lo, hi))
+        new = np.r_[True, (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])]
+        c6 = np.empty(len(v6), dtype=np.int64)
+        c6[order] = np.cumsum(new) - 1 + len(first)
+        codes[v6] = c6
+        first = np.concatenate([first, v6[order[new]]])
+    return codes, first
+
+
+def group(keys: list[tuple[np.ndarray, int]], sums: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Rows grouped by ``keys`` (codes in ``range(cardinality)``), in key order: one row index
+    per group and the groups' sums of each array in ``sums``."""
+    combined = np.zeros(len(sums[0]), dtype=np.int64)
+    size = 1
+    for codes, cardinality in keys:
+        cardinality = max(int(cardinality), 1)
+        if size * cardinality >= _SAFE:
+            combined, _ = _factorize(combined)
+            size = int(combined.max()) + 1 if len(combined) else 1
+        combined = combined * cardinality + codes
+        size *= cardinality
+    if not len(combined):
+        return np.zeros(0, np.int64), [np.zeros(0, np.int64) for _ in sums]
+    order = np.argsort(combined)
+    ordered = combined[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return order[starts], [np.add.reduceat(values[order], starts) for values in sums]
+
+
+# --- the flows' pieces per 5-minute bucket -------------------------------------------------
+
+@dataclass
+class Pieces:
+    flow: np.ndarray      # the flow each piece comes from
+    bucket: np.ndarray    # µs since the epoch
+    bytes: np.ndarray
+    packets: np.ndarray
+    flows: np.ndarray     # 1 in the bucket the flow starts in
+
+
+def _share(count: np.ndarray, elapsed: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """floor(count * elapsed / span), exact in 64 bits (elapsed <= span <= MAX_SPAN)."""
+    quotient, remainder = np.divmod(count, span)
+    return quotient * elapsed + ((remainder.astype(np.uint64) * elapsed.astype(np.uint64))
+                                 // span.astype(np.uint64)).astype(np.int64)
+
+
+def pieces(c: FlowColumns) -> Pieces:
+    """Each flow spread over the 5-minute buckets it overlaps, as ``rollups.split_sql`` does."""
+    start = c.ts_start
+    end = np.maximum(start, np.minimum(c.ts_end, start + MAX_SPAN_US))
+    first = start // STEP_US * STEP_US
+    last = np.maximum(start, end - 1) // STEP_US * STEP_US
+    count = (last - first) // STEP_US + 1
+    flow = np.repeat(np.arange(len(start)), count)
+    offset = np.arange(len(flow)) - np.repeat(np.cumsum(count) - count, count)
+    bucket = first[flow] + offset * STEP_US
+    span = np.maximum(end - start, 1)[flow]
+    whole = (count == 1)[flow]
+    s = start[flow]
+    low = np.maximum(s, bucket) - s
+    high = np.minimum(end[flow], bucket + STEP_US) - s
+
+    def spread(total):
+        t = total[flow]
+        return np.where(whole, t, _share(t, high, span) - _share(t, low, span))
+
+    return Pieces(flow, bucket, spread(c.bytes), spread(c.packets), (offset == 0).astype(np.int64))
+
+
+def service_port(c: FlowColumns) -> np.ndarray:
+    """``rollups.SERVICE_PORT``: the lower non-zero port when below the dynamic range, else 0."""
+    big = np.int64(1 << 20)
+    src = np.where(c.src_port != 0, c.src_port, big).astype(np.int64)
+    dst = np.where(c.dst_port != 0, c.dst_port, big).astype(np.int64)
+    low = np.minimum(src, dst)
+    port = np.where(low < _DYNAMIC_PORTS, low, 0)
+    return np.where(np.isin(c.protocol, _TRANSPORTS), port, 0)
+
+
+# --- the tables ----------------------------------------------------------------------------
+
+def compute(c: FlowColumns, accounts: list[str], services: list[str], shallow_skip: bool = True) -> list[Rows]:
+    """Every roll-up table's rows for the flows ``c`` (all of them, whatever hours they start in).
+
+    With ``shallow_skip`` an account-hour of at most ``rollups.SHALLOW`` flows gets its raw
+    marker instead of talker rows (``build``'s rule); without, every account-hour gets talkers
+    (for a part of an hour whose other flows another flush writes).
+    """
+    from ..collector.pgcopy import Column
+
+    if not len(c):
+        return []
+    n_accounts, n_services = len(accounts) + 1, len(services) + 1
+    account, service = c.account.astype(np.int64) + 1, c.service.astype(np.int64) + 1
+    direction = c.direction.astype(np.int64)
+
+    both = np.concatenate([c.src_addr, c.dst_addr])
+    codes, first = address_codes(np.concatenate([c.family, c.family]), both)
+    n = len(c)
+    src, dst = codes[:n], codes[n:]
+    n_addresses = len(first)
+    families = np.concatenate([c.family, c.family])[first]
+    addresses = both[first]
+
+    p = pieces(c)
+    base = int(p.bucket.min()) if len(p.bucket) else 0
+    bucket_code = (p.bucket - base) // STEP_US
+    n_buckets = int(bucket_code.max()) + 1
+    sums = [p.bytes, p.packets, p.flows]
+    out: list[Rows] = []
+
+    def address_column(code, present=None):
+        return Column("inet", addresses[code], present=present, family=families[code])
+
+    def text_column(index, strings):
+        return Column("text", index - 1, strings=strings)
+
+    def direction_column(index):
+        return Column("text", index - 1, strings=["in", "out"])
+
+    def counters(values):
+        return [Column("int8", values[0]), Column("int8", values[1]), Column("int8", values[2])]
+
+    # rollup_traffic_5m: the subscriber side of attributed flows, per address and bucket.
+    f = p.flow
+    attributed = direction[f] != 0
+    side = np.where(direction[f] == 1, dst[f], src[f])
+    sel = np.flatnonzero(attributed)
+    rows, totals = group([(side[sel], n_addresses), (account[f][sel], n_accounts), (service[f][sel], n_services),
+                          (direction[f][sel], 3), (bucket_code[sel], n_buckets)], [s[sel] for s in sums])
+    rows = sel[rows]
+    traffic_address = side[rows]
+    out.append(Rows("rollup_traffic_5m", [
+        Column("timestamptz", p.bucket[rows]), address_column(traffic_address),
+        text_column(account[f][rows], accounts), text_column(service[f][rows], services),
+        direction_column(direction[f][rows]), *counters(totals)]))
+
+    # rollup_prefix_5m: the same per /24 or /48.
+    masked = addresses[traffic_address].copy()
+    v4 = families[traffic_address] == 4
+    masked[v4, 3:] = 0
+    masked[~v4, 6:] = 0
+    prefix_family = families[traffic_address]
+    prefix, prefix_first = address_codes(prefix_family, masked)
+    t_direction = direction[f][rows]
+    t_bucket = bucket_code[rows]
+    prows, ptotals = group([(t_bucket, n_buckets), (prefix, len(prefix_first)), (t_direction, 3)], totals)
+    out.append(Rows("rollup_prefix_5m", [
+        Column("timestamptz", p.bucket[rows][prows]),
+        Column("cidr", masked[prows], family=prefix_family[prows], bits=np.where(v4[prows], 24, 48)),
+        direction_column(t_direction[prows]), *counters(ptotals)]))
+
+    # rollup_network_5m: every flow, per service and direction.
+    nrows, ntotals = group([(bucket_code, n_buckets), (service[f], n_services), (direction[f], 3)], sums)
+    out.append(Rows("rollup_network_5m", [
+        Column("timestamptz", p.bucket[nrows]), text_column(service[f][nrows], services),
+        Column("text", direction[f][nrows] - 1, present=direction[f][nrows] != 0, strings=["in", "out"]),
+        *counters(ntotals)]))
+
+    # rollup_interface_5m: in on the input interface, out on the output one.
+    exporter, _ = _factorize(c.exporter_id.astype(np.int64))
+    parts = []
+    for label, interface in ((1, c.in_if), (2, c.out_if)):
+        valid = (interface >= 0) & (interface <= _INT4_MAX)
+        sel = np.flatnonzero(valid[f])
+        ifcode, _ = _factorize(interface[f][sel])
+        irows, itotals = group([(bucket_code[sel], n_buckets), (exporter[f][sel], int(exporter.max()) + 1),
+                                (ifcode, int(ifcode.max()) + 1 if len(ifcode) else 1)], [s[sel] for s in sums])
+        irows = sel[irows]
+        parts.append((irows, np.full(len(irows), label), itotals))
+    irows = np.concatenate([x[0] for x in parts])
+    out.append(Rows("rollup_interface_5m", [
+        Column("timestamptz", p.bucket[irows]), Column("int4", c.exporter_id[f][irows]),
+        Column("int4", np.concatenate([c.in_if[f][parts[0][0]], c.out_if[f][parts[1][0]]])),
+        direction_column(np.concatenate([x[1] for x in parts])),
+        *counters([np.concatenate([parts[0][2][i], parts[1][2][i]]) for i in range(3)])]))
+
+    # rollup_accounts_1h: the pieces' hours, per account, service and direction.
+    hour = (p.bucket // HOUR_US) * HOUR_US
+    hour_code = (hour - hour.min()) // HOUR_US
+    sel = np.flatnonzero((account[f] > 0) & (direction[f] != 0))
+    arows, atotals = group([(hour_code[sel], int(hour_code.max()) + 1), (account[f][sel], n_accounts),
+                            (service[f][sel], n_services), (direction[f][sel], 3)], [s[sel] for s in sums])
+    arows = sel[arows]
+    out.append(Rows("rollup_accounts_1h", [
+        Column("timestamptz", hour[arows]), text_column(account[f][arows], accounts),
+        text_column(service[f][arows], services), direction_column(direction[f][arows]), *counters(atotals)]))
+
+    # Hourly tables by the hour each flow starts in.
+    start_hour = c.ts_start // HOUR_US * HOUR_US
+    shour = (start_hour - start_hour.min()) // HOUR_US
+    n_hours = int(shour.max()) + 1
+    flow_sums = [c.bytes, c.packets, np.ones(n, dtype=np.int64)]
+    out.append(_apps(c, start_hour, shour, n_hours, account, n_accounts, accounts, flow_sums))
+    out += _talkers(start_hour, shour, n_hours, account, n_accounts, accounts, src, dst, n_addresses,
+                    addresses, families, flow_sums, shallow_skip)
+    return [rows for rows in out if len(rows)]
+
+
+def _apps(c, start_hour, shour, n_hours, account, n_accounts, accounts, flow_sums) -> Rows:
+    from ..collector.pgcopy import Column
+
+    port = service_port(c)
+    port_code, _ = _factorize(port)
+    protocol = c.protocol.astype(np.int64)
+    keys = [(shour, n_hours), (protocol, 256), (port_code, int(port_code.max()) + 1)]
+    sel = np.flatnonzero(account > 0)
+    mine, mine_totals = group([(shour[sel], n_hours), (account[sel], n_accounts), (protocol[sel], 256),
+                               (port_code[sel], int(port_code.max()) + 1)], [s[sel] for s in flow_sums])
+    mine = sel[mine]
+    every, every_totals = group(keys, flow_sums)
+    rows = np.concatenate([mine, every])
+    return Rows("rollup_apps_1h", [
+        Column("timestamptz", start_hour[rows]),
+        Column("text", np.concatenate([account[mine] - 1, np.full(len(every), -1)]), strings=accounts),
+        Column("int2", protocol[rows]), Column("int4", port[rows]),
+        *[Column("int8", np.concatenate([mine_totals[i], every_totals[i]])) for i in range(3)]])
+
+
+_KINDS = (("source", True, False), ("destination", False, True), ("conversation", True, True))
+
+
+def _talkers(start_hour, shour, n_hours, account, n_accounts, accounts, src, dst, n_addresses,
+             addresses, families, flow_sums, shallow_skip) -> list[Rows]:
+    """``rollups._insert_talkers`` for the network (per hour) and each account (per hour)."""
+    from ..collector.pgcopy import Column
+
+    # The hour's pairs per account (null account included), as build's rollup_pairs.
+    prow, psums = group([(shour, n_hours), (account, n_accounts), (src, n_addresses), (dst, n_addresses)], flow_sums)
+    p_hour, p_account, p_src, p_dst = shour[prow], account[prow], src[prow], dst[prow]
+    out = []
+    for scope in ("network", "account"):
+        if scope == "account":
+            sel = np.flatnonzero(p_account > 0)
+            part_keys = [(p_hour[sel], n_hours), (p_account[sel], n_accounts)]
+        else:
+            sel = np.arange(len(prow))
+            part_keys = [(p_hour[sel], n_hours)]
+        hour_of, account_of = [], []
+        kind_of, src_of, dst_of, raw_of, totals_of = [], [], [], [], [[], [], []]
+        for kind, with_src, with_dst in _KINDS:
+            keys = part_keys + ([(p_src[sel], n_addresses)] if with_src else []) + \
+                ([(p_dst[sel], n_addresses)] if with_dst else [])
+            grow, gsums = group(keys, [s[sel] for s in psums])
+            grow = sel[grow]
+            part, part_first = _factorize_parts(p_hour[grow], p_account[grow] if scope == "account" else None,
+                                                n_accounts)
+            ks = [p_src[grow] if with_src else None, p_dst[grow] if with_dst else None]
+            top = rollups.TOP_NETWORK if scope == "network" else rollups.TOP_ACCOUNT
+            kept = _leaders(part, gsums[0], gsums[2], [k for k in ks if k is not None], top)
+            part_flows = np.bincount(part, weights=gsums[2])   # counts of flows: exact in float64
+            shallow = (part_flows <= rollups.SHALLOW) if (scope == "account" and shallow_skip) else \
+                np.zeros(len(part_first), dtype=bool)
+            kept &= ~shallow[part]
+            rest = np.flatnonzero(~kept)
+            rrow, rsums = group([(part[rest], len(part_first))], [g[rest] for g in gsums])
+            keep = np.flatnonzero(kept)
+            rows = np.concatenate([grow[keep], grow[rest][rrow]])
+            hour_of.append(int(start_hour.min()) + p_hour[rows] * HOUR_US)
+            account_of.append(p_account[rows])
+            kind_of.append(np.full(len(rows), _KINDS.index((kind, with_src, with_dst))))
+            null = np.r_[np.zeros(len(keep), bool), np.ones(len(rrow), bool)]
+            src_of.append(np.where(null | (not with_src), -1, p_src[rows]))
+            dst_of.append(np.where(null | (not with_dst), -1, p_dst[rows]))
+            raw_of.append(np.r_[np.zeros(len(keep), bool), shallow[part[rest][rrow]]])
+            for i in range(3):
+                totals_of[i].append(np.concatenate([gsums[i][keep], rsums[i]]))
+        src_all, dst_all = np.concatenate(src_of), np.concatenate(dst_of)
+        columns = [Column("timestamptz", np.concatenate(hour_of))]
+        if scope == "account":
+            columns.append(Column("text", np.concatenate(account_of) - 1, strings=accounts))
+        columns += [Column("text", np.concatenate(kind_of), strings=[k[0] for k in _KINDS]),
+                    Column("inet", addresses[np.maximum(src_all, 0)], family=np.where(src_all >= 0,
+                           families[np.maximum(src_all, 0)], 0)),
+                    Column("inet", addresses[np.maximum(dst_all, 0)], family=np.where(dst_all >= 0,
+                           families[np.maximum(dst_all, 0)], 0)),
+                    *[Column("int8", np.concatenate(t)) for t in totals_of]]
+        if scope == "account":
+            raw = np.concatenate(raw_of)
+            columns.append(Column("bool", raw))
+        out.append(Rows("rollup_talkers_1h" if scope == "network" else "rollup_account_talkers_1h", columns))
+    return out
+
+
+def _factorize_parts(hour: np.ndarray, account: np.ndarray | None, n_accounts: int):
+    key = hour.astype(np.int64) if account is None else hour.astype(np.int64) * n_accounts + account
+    return _factorize(key)
+
+
+def _leaders(part: np.ndarray, bytes_: np.ndarray, flows: np.ndarray, keys: list[np.ndarray], top: int) -> np.ndarray:
+    """Rows among each part's ``top`` by (bytes, flows) or by (flows, bytes), descending, ties
+    broken by the key codes ascending (``build``'s order)."""
+    kept = np.zeros(len(part), dtype=bool)
+    for first, second in ((bytes_, flows), (flows, bytes_)):
+        # Cheap pre-selection: rank by the first counter within the part and keep ranks up to
+        # the top-th (ties at the cut included), then order those exactly.
+        rank, _ = _factorize(-first)
+        order = np.argsort(part * (int(rank.max()) + 1) + rank)
+        ordered_part = part[order]
+        starts = np.flatnonzero(np.r_[True, ordered_part[1:] != ordered_part[:-1]])
+        size = np.diff(np.r_[starts, len(order)])
+        cut_position = starts + np.minimum(size, top) - 1
+        cut_rank = np.empty(int(part.max()) + 1, dtype=np.int64)
+        cut_rank[ordered_part[starts]] = rank[order[cut_position]]
+        candidates = np.flatnonzero(rank <= cut_rank[part])
+        exact = candidates[np.lexsort(tuple(k[candidates] for k in reversed(keys))
+                                      + (-second[candidates], -first[candidates], part[candidates]))]
+        cparts = part[exact]
+        cstarts = np.flatnonzero(np.r_[True, cparts[1:] != cparts[:-1]])
+        position = np.arange(len(exact)) - np.repeat(cstarts, np.diff(np.r_[cstarts, len(exact)]))
+        kept[exact[position < top]] = True
+    return kept
