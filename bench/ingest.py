@@ -169,6 +169,9 @@ def run_ispflow(packets, n, rate, per_packet, rollups: bool | None = None, t0: f
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=300)
     sampler.join()
+    tail = process.stderr.read()
+    if os.environ.get("BENCH_VERBOSE"):
+        print(tail)
     stop_seconds = time.perf_counter() - stopping
     label = {None: "", False: " (roll-ups off)", True: " (roll-ups on)"}[rollups]
     result = dict(peer=f"ispflow collector → TimescaleDB{label}", rows=rows, seconds=seconds, send=sent_in,

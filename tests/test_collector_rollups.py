@@ -146,7 +146,7 @@ def test_shallow_account_hours_keep_only_a_raw_marker(db_engine, stored):
     assert not any(r.raw for r in rows if (r.bucket, r.account) not in marked)
 
 
-def test_an_accounts_top_talkers_over_shallow_and_deep_hours_add_up_to_its_flows(db_engine, stored):
+def test_an_accounts_reports_over_light_and_heavy_hours_add_up_to_its_flows(db_engine, stored):
     built_by_the_job(db_engine)
     with db_engine.begin() as conn:
         conn.execute(sa.text("insert into ispflow.analytics_watermarks (name, done_until) values ('rollups', :u)"),
@@ -156,11 +156,20 @@ def test_an_accounts_top_talkers_over_shallow_and_deep_hours_add_up_to_its_flows
         for address, account in held:
             conn.execute(sa.text("insert into ispflow.ip_assignments (account, service, prefix, valid_from) "
                                  "values (:a, 'home', :p, '2026-01-01')"), {"a": account, "p": address})
-    for account in ("ACC-0", "ACC-7"):
+    for account in ("ACC-0", "ACC-7"):   # heavy hours and light ones; light hours only
         mine = [r for r in stored if r["account"] == account]
-        with db_engine.connect() as conn:
-            report = top.report(conn, "source", START, START + timedelta(hours=3), account=account, limit=5)
-        assert (report.total.bytes, report.total.flows) == (sum(r["bytes"] for r in mine), len(mine)), account
+        for by in ("source", "conversation", "application"):
+            with db_engine.connect() as conn:
+                report = top.report(conn, by, START, START + timedelta(hours=3), account=account, limit=5)
+            assert (report.total.bytes, report.total.flows) == (sum(r["bytes"] for r in mine), len(mine)), (account, by)
+    pairs = {}
+    for r in stored:
+        if r["account"] == "ACC-7":
+            pairs[(r["src_addr"], r["dst_addr"])] = pairs.get((r["src_addr"], r["dst_addr"]), 0) + r["bytes"]
+    with db_engine.connect() as conn:   # read raw, a light account's ranking is exact
+        report = top.report(conn, "conversation", START, START + timedelta(hours=3), account="ACC-7", limit=1)
+    key = tuple(str(k) for k in report.rows[0].key)
+    assert report.rows[0].bytes == pairs[key] == max(pairs.values())
 
 
 def test_the_job_checks_a_rolled_up_hour_by_counting_and_leaves_it(db_engine, database_url, stored):
@@ -203,11 +212,26 @@ def test_late_flows_go_into_the_roll_ups_with_their_batch(db_engine, owner_engin
         conn.close()
     assert keeper.counters["late"] == len(stored)
     got = snapshot(db_engine)
-    # Written per batch, every account-hour keeps talker rows: the same sums, rows for
-    # shallow hours too. The rest is the job's to the row.
-    for table in set(TABLES) - {"rollup_account_talkers_1h"}:
+    # Written per batch, every account-hour keeps talker and application rows, light ones too:
+    # the same sums as the job's. The rest is the job's to the row.
+    for table in set(TABLES) - {"rollup_account_talkers_1h", "rollup_apps_1h"}:
         assert got[table] == expected[table], table
     assert sums_per_account_hour(got) == sums_per_account_hour(expected)
+    network_apps = [row for row in got["rollup_apps_1h"] if row[1] is None]
+    assert network_apps == [row for row in expected["rollup_apps_1h"] if row[1] is None]
+    raw = {}
+    for r in stored:
+        if r["account"]:
+            entry = raw.setdefault((rollups.floor_time(r["ts_start"], rollups.HOUR), r["account"]), [0, 0])
+            entry[0] += r["bytes"]
+            entry[1] += 1
+    apps = {}
+    for bucket, account, _protocol, _port, bytes_, _packets, flows in got["rollup_apps_1h"]:
+        if account is not None:
+            entry = apps.setdefault((bucket, account), [0, 0])
+            entry[0] += bytes_
+            entry[1] += flows
+    assert apps == raw
     assert rollups.update(db_engine, now=START + timedelta(hours=5)) is not None
     assert snapshot(db_engine)["rollup_traffic_5m"] == expected["rollup_traffic_5m"]
 

@@ -187,8 +187,8 @@ def compute(c: FlowColumns, accounts: list[str], services: list[str], shallow_sk
     """Every roll-up table's rows for the flows ``c`` (all of them, whatever hours they start in).
 
     With ``shallow_skip`` an account-hour of at most ``rollups.SHALLOW`` flows gets its raw
-    marker instead of talker rows (``build``'s rule); without, every account-hour gets talkers
-    (for a part of an hour whose other flows another flush writes).
+    marker instead of talker and application rows (``build``'s rule); without, every account-hour gets talkers
+    (late flows written with their batch: a few flows of an hour whose account may be heavy).
     """
     from ..collector.pgcopy import Column
 
@@ -225,19 +225,31 @@ def compute(c: FlowColumns, accounts: list[str], services: list[str], shallow_sk
     def counters(values):
         return [Column("int8", values[0]), Column("int8", values[1]), Column("int8", values[2])]
 
-    # rollup_traffic_5m: the subscriber side of attributed flows, per address and bucket.
+    # The pieces summed per bucket and finest key (build's rollup_cells): every 5-minute table
+    # regroups these, a few per address and bucket, instead of one piece per flow.
     f = p.flow
-    attributed = direction[f] != 0
-    side = np.where(direction[f] == 1, dst[f], src[f])
-    sel = np.flatnonzero(attributed)
-    rows, totals = group([(side[sel], n_addresses), (account[f][sel], n_accounts), (service[f][sel], n_services),
-                          (direction[f][sel], 3), (bucket_code[sel], n_buckets)], [s[sel] for s in sums])
+    side = np.where(direction == 1, dst, np.where(direction == 2, src, -1)) + 1   # 0: no subscriber side
+    exporter, _ = _factorize(c.exporter_id.astype(np.int64))
+    in_code, _ = _factorize(c.in_if)
+    out_code, _ = _factorize(c.out_if)
+    cells, csums = group([(bucket_code, n_buckets), (side[f], n_addresses + 1), (account[f], n_accounts),
+                          (service[f], n_services), (direction[f], 3), (exporter[f], int(exporter.max()) + 1),
+                          (in_code[f], int(in_code.max()) + 1), (out_code[f], int(out_code.max()) + 1)], sums)
+    cf = f[cells]
+    c_bucket, c_time, c_side = bucket_code[cells], p.bucket[cells], side[cf]
+    c_account, c_service, c_direction = account[cf], service[cf], direction[cf]
+
+    # rollup_traffic_5m: the subscriber side of attributed flows, per address and bucket.
+    sel = np.flatnonzero(c_direction != 0)
+    rows, totals = group([(c_side[sel], n_addresses + 1), (c_account[sel], n_accounts),
+                          (c_service[sel], n_services), (c_direction[sel], 3), (c_bucket[sel], n_buckets)],
+                         [x[sel] for x in csums])
     rows = sel[rows]
-    traffic_address = side[rows]
+    traffic_address = c_side[rows] - 1
     out.append(Rows("rollup_traffic_5m", [
-        Column("timestamptz", p.bucket[rows]), address_column(traffic_address),
-        text_column(account[f][rows], accounts), text_column(service[f][rows], services),
-        direction_column(direction[f][rows]), *counters(totals)]))
+        Column("timestamptz", c_time[rows]), address_column(traffic_address),
+        text_column(c_account[rows], accounts), text_column(c_service[rows], services),
+        direction_column(c_direction[rows]), *counters(totals)]))
 
     # rollup_prefix_5m: the same per /24 or /48.
     masked = addresses[traffic_address].copy()
@@ -246,69 +258,71 @@ def compute(c: FlowColumns, accounts: list[str], services: list[str], shallow_sk
     masked[~v4, 6:] = 0
     prefix_family = families[traffic_address]
     prefix, prefix_first = address_codes(prefix_family, masked)
-    t_direction = direction[f][rows]
-    t_bucket = bucket_code[rows]
-    prows, ptotals = group([(t_bucket, n_buckets), (prefix, len(prefix_first)), (t_direction, 3)], totals)
+    t_direction = c_direction[rows]
+    prows, ptotals = group([(c_bucket[rows], n_buckets), (prefix, len(prefix_first)), (t_direction, 3)], totals)
     out.append(Rows("rollup_prefix_5m", [
-        Column("timestamptz", p.bucket[rows][prows]),
+        Column("timestamptz", c_time[rows][prows]),
         Column("cidr", masked[prows], family=prefix_family[prows], bits=np.where(v4[prows], 24, 48)),
         direction_column(t_direction[prows]), *counters(ptotals)]))
 
     # rollup_network_5m: every flow, per service and direction.
-    nrows, ntotals = group([(bucket_code, n_buckets), (service[f], n_services), (direction[f], 3)], sums)
+    nrows, ntotals = group([(c_bucket, n_buckets), (c_service, n_services), (c_direction, 3)], csums)
     out.append(Rows("rollup_network_5m", [
-        Column("timestamptz", p.bucket[nrows]), text_column(service[f][nrows], services),
-        Column("text", direction[f][nrows] - 1, present=direction[f][nrows] != 0, strings=["in", "out"]),
+        Column("timestamptz", c_time[nrows]), text_column(c_service[nrows], services),
+        Column("text", c_direction[nrows] - 1, present=c_direction[nrows] != 0, strings=["in", "out"]),
         *counters(ntotals)]))
 
     # rollup_interface_5m: in on the input interface, out on the output one.
-    exporter, _ = _factorize(c.exporter_id.astype(np.int64))
     parts = []
-    for label, interface in ((1, c.in_if), (2, c.out_if)):
-        valid = (interface >= 0) & (interface <= _INT4_MAX)
-        sel = np.flatnonzero(valid[f])
-        ifcode, _ = _factorize(interface[f][sel])
-        irows, itotals = group([(bucket_code[sel], n_buckets), (exporter[f][sel], int(exporter.max()) + 1),
-                                (ifcode, int(ifcode.max()) + 1 if len(ifcode) else 1)], [s[sel] for s in sums])
+    for label, interface, codes_ in ((1, c.in_if, in_code), (2, c.out_if, out_code)):
+        sel = np.flatnonzero(interface[cf] >= 0)
+        irows, itotals = group([(c_bucket[sel], n_buckets), (exporter[cf][sel], int(exporter.max()) + 1),
+                                (codes_[cf][sel], int(codes_.max()) + 1)], [x[sel] for x in csums])
         irows = sel[irows]
-        parts.append((irows, np.full(len(irows), label), itotals))
+        parts.append((irows, interface[cf][irows], np.full(len(irows), label), itotals))
     irows = np.concatenate([x[0] for x in parts])
     out.append(Rows("rollup_interface_5m", [
-        Column("timestamptz", p.bucket[irows]), Column("int4", c.exporter_id[f][irows]),
-        Column("int4", np.concatenate([c.in_if[f][parts[0][0]], c.out_if[f][parts[1][0]]])),
-        direction_column(np.concatenate([x[1] for x in parts])),
-        *counters([np.concatenate([parts[0][2][i], parts[1][2][i]]) for i in range(3)])]))
+        Column("timestamptz", c_time[irows]), Column("int4", c.exporter_id[cf][irows]),
+        Column("int4", np.concatenate([x[1] for x in parts])), direction_column(np.concatenate([x[2] for x in parts])),
+        *counters([np.concatenate([parts[0][3][i], parts[1][3][i]]) for i in range(3)])]))
 
     # rollup_accounts_1h: the pieces' hours, per account, service and direction.
-    hour = (p.bucket // HOUR_US) * HOUR_US
+    hour = c_time // HOUR_US * HOUR_US
     hour_code = (hour - hour.min()) // HOUR_US
-    sel = np.flatnonzero((account[f] > 0) & (direction[f] != 0))
-    arows, atotals = group([(hour_code[sel], int(hour_code.max()) + 1), (account[f][sel], n_accounts),
-                            (service[f][sel], n_services), (direction[f][sel], 3)], [s[sel] for s in sums])
+    sel = np.flatnonzero((c_account > 0) & (c_direction != 0))
+    arows, atotals = group([(hour_code[sel], int(hour_code.max()) + 1), (c_account[sel], n_accounts),
+                            (c_service[sel], n_services), (c_direction[sel], 3)], [x[sel] for x in csums])
     arows = sel[arows]
     out.append(Rows("rollup_accounts_1h", [
-        Column("timestamptz", hour[arows]), text_column(account[f][arows], accounts),
-        text_column(service[f][arows], services), direction_column(direction[f][arows]), *counters(atotals)]))
+        Column("timestamptz", hour[arows]), text_column(c_account[arows], accounts),
+        text_column(c_service[arows], services), direction_column(c_direction[arows]), *counters(atotals)]))
 
     # Hourly tables by the hour each flow starts in.
     start_hour = c.ts_start // HOUR_US * HOUR_US
     shour = (start_hour - start_hour.min()) // HOUR_US
     n_hours = int(shour.max()) + 1
     flow_sums = [c.bytes, c.packets, np.ones(n, dtype=np.int64)]
-    out.append(_apps(c, start_hour, shour, n_hours, account, n_accounts, accounts, flow_sums))
+    # Flows of light account-hours (at most rollups.SHALLOW flows): reports read those hours raw.
+    shallow = np.zeros(n, dtype=bool)
+    if shallow_skip:
+        attributed = np.flatnonzero(account > 0)
+        hour_account, _ = _factorize(shour[attributed] * n_accounts + account[attributed])
+        shallow[attributed] = (np.bincount(hour_account) <= rollups.SHALLOW)[hour_account]
+    out.append(_apps(c, start_hour, shour, n_hours, account, n_accounts, accounts, flow_sums, shallow))
     out += _talkers(start_hour, shour, n_hours, account, n_accounts, accounts, src, dst, n_addresses,
-                    addresses, families, flow_sums, shallow_skip)
+                    addresses, families, flow_sums, shallow)
     return [rows for rows in out if len(rows)]
 
 
-def _apps(c, start_hour, shour, n_hours, account, n_accounts, accounts, flow_sums) -> Rows:
+def _apps(c, start_hour, shour, n_hours, account, n_accounts, accounts, flow_sums, shallow) -> Rows:
+    """Per hour, service port and account (none for a light account-hour), and for the network."""
     from ..collector.pgcopy import Column
 
     port = service_port(c)
     port_code, _ = _factorize(port)
     protocol = c.protocol.astype(np.int64)
     keys = [(shour, n_hours), (protocol, 256), (port_code, int(port_code.max()) + 1)]
-    sel = np.flatnonzero(account > 0)
+    sel = np.flatnonzero((account > 0) & ~shallow)
     mine, mine_totals = group([(shour[sel], n_hours), (account[sel], n_accounts), (protocol[sel], 256),
                                (port_code[sel], int(port_code.max()) + 1)], [s[sel] for s in flow_sums])
     mine = sel[mine]
@@ -325,7 +339,7 @@ _KINDS = (("source", True, False), ("destination", False, True), ("conversation"
 
 
 def _talkers(start_hour, shour, n_hours, account, n_accounts, accounts, src, dst, n_addresses,
-             addresses, families, flow_sums, shallow_skip) -> list[Rows]:
+             addresses, families, flow_sums, shallow) -> list[Rows]:
     """``rollups._insert_talkers`` for the network (per hour) and each account (per hour)."""
     from ..collector.pgcopy import Column
 
@@ -334,79 +348,97 @@ def _talkers(start_hour, shour, n_hours, account, n_accounts, accounts, src, dst
     p_hour, p_account, p_src, p_dst = shour[prow], account[prow], src[prow], dst[prow]
     out = []
     for scope in ("network", "account"):
-        if scope == "account":
-            sel = np.flatnonzero(p_account > 0)
-            part_keys = [(p_hour[sel], n_hours), (p_account[sel], n_accounts)]
-        else:
-            sel = np.arange(len(prow))
-            part_keys = [(p_hour[sel], n_hours)]
-        hour_of, account_of = [], []
-        kind_of, src_of, dst_of, raw_of, totals_of = [], [], [], [], [[], [], []]
-        for kind, with_src, with_dst in _KINDS:
-            keys = part_keys + ([(p_src[sel], n_addresses)] if with_src else []) + \
-                ([(p_dst[sel], n_addresses)] if with_dst else [])
-            grow, gsums = group(keys, [s[sel] for s in psums])
-            grow = sel[grow]
-            part, part_first = _factorize_parts(p_hour[grow], p_account[grow] if scope == "account" else None,
-                                                n_accounts)
-            ks = [p_src[grow] if with_src else None, p_dst[grow] if with_dst else None]
-            top = rollups.TOP_NETWORK if scope == "network" else rollups.TOP_ACCOUNT
-            kept = _leaders(part, gsums[0], gsums[2], [k for k in ks if k is not None], top)
-            part_flows = np.bincount(part, weights=gsums[2])   # counts of flows: exact in float64
-            shallow = (part_flows <= rollups.SHALLOW) if (scope == "account" and shallow_skip) else \
-                np.zeros(len(part_first), dtype=bool)
-            kept &= ~shallow[part]
-            rest = np.flatnonzero(~kept)
-            rrow, rsums = group([(part[rest], len(part_first))], [g[rest] for g in gsums])
-            keep = np.flatnonzero(kept)
-            rows = np.concatenate([grow[keep], grow[rest][rrow]])
-            hour_of.append(int(start_hour.min()) + p_hour[rows] * HOUR_US)
-            account_of.append(p_account[rows])
-            kind_of.append(np.full(len(rows), _KINDS.index((kind, with_src, with_dst))))
-            null = np.r_[np.zeros(len(keep), bool), np.ones(len(rrow), bool)]
-            src_of.append(np.where(null | (not with_src), -1, p_src[rows]))
-            dst_of.append(np.where(null | (not with_dst), -1, p_dst[rows]))
-            raw_of.append(np.r_[np.zeros(len(keep), bool), shallow[part[rest][rrow]]])
-            for i in range(3):
-                totals_of[i].append(np.concatenate([gsums[i][keep], rsums[i]]))
-        src_all, dst_all = np.concatenate(src_of), np.concatenate(dst_of)
-        columns = [Column("timestamptz", np.concatenate(hour_of))]
-        if scope == "account":
-            columns.append(Column("text", np.concatenate(account_of) - 1, strings=accounts))
-        columns += [Column("text", np.concatenate(kind_of), strings=[k[0] for k in _KINDS]),
+        per_account = scope == "account"
+        sel = np.flatnonzero(p_account > 0) if per_account else np.arange(len(prow))
+        shallow_rows = shallow[prow[sel]] if per_account else np.zeros(len(sel), dtype=bool)
+        columns_of = {name: [] for name in ("hour", "account", "kind", "src", "dst", "raw", "b", "p", "f")}
+        for kind_index, (kind, with_src, with_dst) in enumerate(_KINDS):
+            # Deep parts: leaders and a remainder. Shallow parts: one remainder row, flagged raw.
+            for light in (False, True):
+                rows_in = sel[shallow_rows == light]
+                if not len(rows_in):
+                    continue
+                keys = [(p_hour[rows_in], n_hours)] + ([(p_account[rows_in], n_accounts)] if per_account else [])
+                if not light:
+                    keys += ([(p_src[rows_in], n_addresses)] if with_src else []) + \
+                        ([(p_dst[rows_in], n_addresses)] if with_dst else [])
+                grow, gsums = group(keys, [x[rows_in] for x in psums])
+                grow = rows_in[grow]
+                # group() returns rows in key order, the part's keys first: parts are contiguous.
+                gpart = p_hour[grow] * n_accounts + p_account[grow] if per_account else p_hour[grow]
+                starts = np.flatnonzero(np.r_[True, gpart[1:] != gpart[:-1]])
+                part = np.cumsum(np.r_[True, gpart[1:] != gpart[:-1]]) - 1
+                if light:
+                    kept = np.zeros(len(grow), dtype=bool)
+                else:
+                    top = rollups.TOP_ACCOUNT if per_account else rollups.TOP_NETWORK
+                    kept = _leaders(part, gsums[0], gsums[2], [k[grow] for k, w in ((p_src, with_src),
+                                                                                   (p_dst, with_dst)) if w], top)
+                keep = np.flatnonzero(kept)
+                # Each part's remainder: its totals less its leaders, where anything is left.
+                rest_sums = [np.add.reduceat(x, starts) - _part_sums(part[keep], x[keep], len(starts)) for x in gsums]
+                left = np.bincount(part, minlength=len(starts)) > np.bincount(part[keep], minlength=len(starts))
+                heads = grow[starts[left]]
+                rows = np.concatenate([grow[keep], heads])
+                columns_of["hour"].append(int(start_hour.min()) + p_hour[rows] * HOUR_US)
+                columns_of["account"].append(p_account[rows])
+                columns_of["kind"].append(np.full(len(rows), kind_index))
+                null = np.r_[np.zeros(len(keep), bool), np.ones(len(heads), bool)]
+                columns_of["src"].append(np.where(null | (not with_src), -1, p_src[rows]))
+                columns_of["dst"].append(np.where(null | (not with_dst), -1, p_dst[rows]))
+                columns_of["raw"].append(np.r_[np.zeros(len(keep), bool), np.full(len(heads), light)])
+                for name, i in (("b", 0), ("p", 1), ("f", 2)):
+                    columns_of[name].append(np.concatenate([gsums[i][keep], rest_sums[i][left]]))
+        merged = {name: np.concatenate(parts) for name, parts in columns_of.items()}
+        src_all, dst_all = merged["src"], merged["dst"]
+        columns = [Column("timestamptz", merged["hour"])]
+        if per_account:
+            columns.append(Column("text", merged["account"] - 1, strings=accounts))
+        columns += [Column("text", merged["kind"], strings=[k[0] for k in _KINDS]),
                     Column("inet", addresses[np.maximum(src_all, 0)], family=np.where(src_all >= 0,
                            families[np.maximum(src_all, 0)], 0)),
                     Column("inet", addresses[np.maximum(dst_all, 0)], family=np.where(dst_all >= 0,
                            families[np.maximum(dst_all, 0)], 0)),
-                    *[Column("int8", np.concatenate(t)) for t in totals_of]]
-        if scope == "account":
-            raw = np.concatenate(raw_of)
-            columns.append(Column("bool", raw))
-        out.append(Rows("rollup_talkers_1h" if scope == "network" else "rollup_account_talkers_1h", columns))
+                    *[Column("int8", merged[name]) for name in ("b", "p", "f")]]
+        if per_account:
+            columns.append(Column("bool", merged["raw"]))
+        out.append(Rows("rollup_account_talkers_1h" if per_account else "rollup_talkers_1h", columns))
     return out
 
 
-def _factorize_parts(hour: np.ndarray, account: np.ndarray | None, n_accounts: int):
-    key = hour.astype(np.int64) if account is None else hour.astype(np.int64) * n_accounts + account
-    return _factorize(key)
+def _part_sums(part: np.ndarray, values: np.ndarray, parts: int) -> np.ndarray:
+    """Exact int64 sums of ``values`` per part (few rows: the leaders)."""
+    sums = np.zeros(parts, dtype=np.int64)
+    np.add.at(sums, part, values)
+    return sums
+
+
+_KEY_BITS = 40   # a counter above 2^40 - 1 ranks as 2^40 - 1 in the pre-selection (a superset)
 
 
 def _leaders(part: np.ndarray, bytes_: np.ndarray, flows: np.ndarray, keys: list[np.ndarray], top: int) -> np.ndarray:
     """Rows among each part's ``top`` by (bytes, flows) or by (flows, bytes), descending, ties
     broken by the key codes ascending (``build``'s order)."""
     kept = np.zeros(len(part), dtype=bool)
+    if not len(part):
+        return kept
+    ceiling = (1 << _KEY_BITS) - 1
     for first, second in ((bytes_, flows), (flows, bytes_)):
-        # Cheap pre-selection: rank by the first counter within the part and keep ranks up to
-        # the top-th (ties at the cut included), then order those exactly.
-        rank, _ = _factorize(-first)
-        order = np.argsort(part * (int(rank.max()) + 1) + rank)
+        # Pre-selection by one sort on (part, first descending): every row whose first counter
+        # reaches the part's top-th value (ties at the cut and counters past the ceiling
+        # included), then those few ordered exactly.
+        if int(part.max()) >= 1 << (62 - _KEY_BITS):   # too many parts to pack: rank the counter
+            rank, _ = _factorize(-first)
+            order_key = part * (int(rank.max()) + 1) + rank
+        else:
+            order_key = (part << _KEY_BITS) + (ceiling - np.minimum(first, ceiling))
+        order = np.argsort(order_key)
         ordered_part = part[order]
         starts = np.flatnonzero(np.r_[True, ordered_part[1:] != ordered_part[:-1]])
         size = np.diff(np.r_[starts, len(order)])
-        cut_position = starts + np.minimum(size, top) - 1
-        cut_rank = np.empty(int(part.max()) + 1, dtype=np.int64)
-        cut_rank[ordered_part[starts]] = rank[order[cut_position]]
-        candidates = np.flatnonzero(rank <= cut_rank[part])
+        cut = np.empty(int(part.max()) + 1, dtype=np.int64)
+        cut[ordered_part[starts]] = order_key[order[starts + np.minimum(size, top) - 1]]
+        candidates = np.flatnonzero(order_key <= cut[part])
         exact = candidates[np.lexsort(tuple(k[candidates] for k in reversed(keys))
                                       + (-second[candidates], -first[candidates], part[candidates]))]
         cparts = part[exact]

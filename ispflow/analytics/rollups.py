@@ -28,9 +28,10 @@ starts in. The hourly top tables count a whole flow in the hour it started.
 
 Talkers: per hour the heaviest ``TOP_NETWORK`` (whole network) and ``TOP_ACCOUNT`` (each
 account) by bytes and by flows, ties broken by address, and one remainder row. An account-hour
-of at most ``SHALLOW`` flows keeps only its remainder rows, flagged ``raw``: its talkers are
-read from its raw flows, which are fewer than its talker rows would be (on a network of many
-light subscribers that table would otherwise hold more rows than there are flows).
+of at most ``SHALLOW`` flows keeps only its talkers' remainder rows, flagged ``raw``, and no
+application rows of its own: its reports are read from its raw flows, which are fewer than
+those rows would be (on a network of many light subscribers the per-account tables otherwise
+held more rows than there were flows).
 """
 from __future__ import annotations
 
@@ -209,8 +210,14 @@ def _build_hourly(run, params) -> None:
             select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.protocol, {SERVICE_PORT} as port,
                    {SUM}(f.bytes) as bytes, {SUM}(f.packets) as packets, count(*) as flows
             from ispflow.flows f where {started} group by 1, 2, 3, 4""", params)
+    # The account-hours with more than SHALLOW flows: only they get rows per account (talkers,
+    # applications); the others get a raw marker among their talkers and are read raw.
+    run("drop table if exists pg_temp.rollup_deep")
+    run(f"""create temporary table rollup_deep on commit drop as select bucket, account from rollup_apps
+            where account is not null group by bucket, account having {SUM}(flows) > {SHALLOW}""")
     run(f"""insert into ispflow.rollup_apps_1h
-            select bucket, account, protocol, port, bytes, packets, flows from rollup_apps where account is not null
+            select bucket, account, protocol, port, bytes, packets, flows from rollup_apps join rollup_deep
+            using (bucket, account)
             union all
             select bucket, null, protocol, port, {SUM}(bytes), {SUM}(packets), {SUM}(flows) from rollup_apps
             group by bucket, protocol, port""")
@@ -232,7 +239,8 @@ TALKER_COLUMNS = {"source": ("src_addr", None), "destination": (None, "dst_addr"
 def _insert_talkers(run, kind: str, table: str, per: str, top: int) -> None:
     """Each hour's (and each ``per`` group's) heaviest ``kind`` talkers by bytes or by flows, and
     one remainder row with null addresses summing the rest, from ``rollup_pairs``. Per account,
-    an hour of at most ``SHALLOW`` flows keeps only its remainder row, flagged ``raw``.
+    an hour of at most ``SHALLOW`` flows (not in ``rollup_deep``) keeps only its remainder row,
+    flagged ``raw``.
 
     The leaders are picked per group (an ordered ``array_agg`` of row ids, cut at ``top``), not
     by ranking windows over every row: two sorts of a few hundred ids per group cost about half
@@ -247,11 +255,8 @@ def _insert_talkers(run, kind: str, table: str, per: str, top: int) -> None:
         rows = (f"select {group}, {SUM}(bytes) as bytes, {SUM}(packets) as packets, {SUM}(flows) as flows "
                 f"from rollup_pairs {where} group by {group}")
     ties = ", ".join(keys)
-    run("drop table if exists pg_temp.rollup_talkers, pg_temp.rollup_kept, pg_temp.rollup_deep")
+    run("drop table if exists pg_temp.rollup_talkers, pg_temp.rollup_kept")
     run(f"create temporary table rollup_talkers on commit drop as select row_number() over () as id, g.* from ({rows}) g")
-    if per:   # the account-hours with talker rows; the others keep only their remainder, flagged raw
-        run(f"""create temporary table rollup_deep on commit drop as select {partition} from rollup_talkers
-                group by {partition} having {SUM}(flows) > {SHALLOW}""")
     leaders_of = f"rollup_talkers join rollup_deep using ({partition})" if per else "rollup_talkers"
     run(f"""create temporary table rollup_kept on commit drop as
             select distinct unnest(by_bytes[1:{top}] || by_flows[1:{top}]) as id from (

@@ -5,8 +5,9 @@ Whole-network and per-account reports read the hourly roll-ups up to their water
 raw flows after it. The network's sources, destinations and conversations are kept per hour
 only for the heaviest ones (rollups.TOP_NETWORK, by bytes and by flows); the rest of each hour
 is one remainder row, shown as "others", so totals stay exact and a long period's ranking is
-that of the hours' leaders; an account's likewise (rollups.TOP_ACCOUNT per account and hour),
-except its hours of at most rollups.SHALLOW flows, which are read from its raw flows. After the
+that of the hours' leaders; an account's likewise (rollups.TOP_ACCOUNT per account and hour).
+An account's hours of at most rollups.SHALLOW flows have no talker or application rows of
+their own and are read from its raw flows. After the
 watermark an account's talkers come from the raw flows of the addresses it held;
 any report for an address or prefix reads the raw flows (through the address indexes) and is
 exact. Talkers are ranked inside PostgreSQL, so a month's report fetches only its top rows.
@@ -164,7 +165,7 @@ def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", 
     params = {"from": start, "boundary": boundary, "until": end, "account": account}
     parts = []
     held = None
-    if account is not None and network is None and by in TALKERS:
+    if account is not None and network is None and by != "subscriber":
         # Raw flows of an account: its addresses' flows, found through the address indexes from
         # the prefixes it held and when, like an account search.
         held, held_params = _held_addresses(conn, account, start, end)

@@ -172,14 +172,17 @@ class RollupKeeper:
             if not len(flows):
                 return 0
             try:
-                return self._write(flows, accounts, services, shallow_skip=not partial)
+                return self._write(flows, accounts, services)
             except Exception as error:
                 log.error("roll-ups of %d flows not written (%s); the roll-up job rebuilds their hours",
                           len(flows), error, exc_info=not isinstance(error, psycopg2.Error))
                 self.counters["failed"] += len(flows)
                 return 0
 
-    def _write(self, flows: columnar.FlowColumns, accounts, services, shallow_skip: bool) -> int:
+    def _write(self, flows: columnar.FlowColumns, accounts, services) -> int:
+        """One transaction: the roll-ups of ``flows``. A light account-hour gets its raw marker
+        even when this is only part of its hour (at a stop, or past ``max_pending``): a marker
+        makes reports read the whole account-hour raw, whatever other parts wrote."""
         conn = psycopg2.connect(self.dsn, connect_timeout=10)
         try:
             with conn.cursor() as cur:
@@ -195,11 +198,17 @@ class RollupKeeper:
                         self.counters["skipped"] += skipped
                         flows = flows.take(fresh)
                 if len(flows):
-                    rows = columnar.compute(flows, accounts, services, shallow_skip)
-                    _copy(cur, [(r.table, encode_rows(r.columns)) for r in rows])
+                    began = time.monotonic()
+                    rows = columnar.compute(flows, accounts, services)
+                    payloads = [(r.table, encode_rows(r.columns)) for r in rows]
+                    computed = time.monotonic()
+                    _copy(cur, payloads)
             conn.commit()
         finally:
             conn.close()
+        if len(flows):
+            log.info("rolled up %d flows: %d rows computed in %.2f s, written in %.2f s", len(flows),
+                     sum(len(r) for r in rows), computed - began, time.monotonic() - computed)
         self.counters["rolled_up"] += len(flows)
         return len(flows)
 
