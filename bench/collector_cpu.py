@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")   # as `ispflow collector` runs it
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -85,29 +85,50 @@ def _factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, order[new]
 
 
-def _big_endian_u64(rows: np.ndarray, start: int) -> np.ndarray:
-    return rows[:, start:start + 8].copy().view(">u8").ravel().astype(np.uint64)
+def _big_endian(rows: np.ndarray, start: int, size: int) -> np.ndarray:
+    """Bytes ``start:start+size`` of each 16-byte row as one unsigned big-endian number."""
+    dtype = ">u4" if size == 4 else ">u8"
+    return np.ascontiguousarray(rows[:, start:start + size]).view(dtype).ravel().astype(np.uint64)
 
 
-def address_codes(family: np.ndarray, addresses: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense codes of 16-byte addresses in PostgreSQL's inet order (IPv4 first, then by value),
-    and one row per code."""
-    codes = np.zeros(len(family), dtype=np.int64)
-    first = np.zeros(0, dtype=np.int64)
+def address_codes(family: np.ndarray, *columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Dense codes of the 16-byte addresses of ``columns`` (all of one length, sharing ``family``)
+    in PostgreSQL's inet order (IPv4 first, then by value): the codes of each column, and per
+    code its family and address row."""
+    n = len(family)
     v4 = np.flatnonzero(family == 4)
     v6 = np.flatnonzero(family != 4)
+    codes = [np.zeros(n, dtype=np.int64) for _ in columns]
+    families, rows = [], []
     if len(v4):
-        c4, f4 = _factorize(_big_endian_u64(addresses[v4], 0) >> np.uint64(32))
-        codes[v4], first = c4, v4[f4]
+        keys = np.concatenate([_big_endian(column[v4], 0, 4) for column in columns])
+        c4, f4 = _factorize(keys)
+        for i in range(len(columns)):
+            codes[i][v4] = c4[i * len(v4):(i + 1) * len(v4)]
+        which, at = np.divmod(f4, len(v4))
+        rows.append(_gather(columns, v4, which, at))
+        families.append(np.full(len(f4), 4, dtype=np.uint8))
     if len(v6):
-        hi, lo = _big_endian_u64(addresses[v6], 0), _big_endian_u64(addresses[v6], 8)
+        hi = np.concatenate([_big_endian(column[v6], 0, 8) for column in columns])
+        lo = np.concatenate([_big_endian(column[v6], 8, 8) for column in columns])
         order = np.lexsort((lo, hi))
         new = np.r_[True, (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])]
-        c6 = np.empty(len(v6), dtype=np.int64)
-        c6[order] = np.cumsum(new) - 1 + len(first)
-        codes[v6] = c6
-        first = np.concatenate([first, v6[order[new]]])
-    return codes, first
+        c6 = np.empty(len(hi), dtype=np.int64)
+        c6[order] = np.cumsum(new) - 1 + sum(len(r) for r in rows)
+        for i in range(len(columns)):
+            codes[i][v6] = c6[i * len(v6):(i + 1) * len(v6)]
+        which, at = np.divmod(order[new], len(v6))
+        rows.append(_gather(columns, v6, which, at))
+        families.append(np.full(int(new.sum()), 6, dtype=np.uint8))
+    return codes, np.concatenate(families), np.concatenate(rows)
+
+
+def _gather(columns, rows_of_family, which, at) -> np.ndarray:
+    out = np.empty((len(which), 16), dtype=np.uint8)
+    for i, column in enumerate(columns):
+        mine = np.flatnonzero(which == i)
+        out[mine] = column[rows_of_family[at[mine]]]
+    return out
 
 
 def group(keys: list[tuple[np.ndarray, int]], sums: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -158,15 +179,17 @@ def pieces(c: FlowColumns) -> Pieces:
     flow = np.repeat(np.arange(len(start)), count)
     offset = np.arange(len(flow)) - np.repeat(np.cumsum(count) - count, count)
     bucket = first[flow] + offset * STEP_US
-    span = np.maximum(end - start, 1)[flow]
-    whole = (count == 1)[flow]
-    s = start[flow]
-    low = np.maximum(s, bucket) - s
-    high = np.minimum(end[flow], bucket + STEP_US) - s
+    split = np.flatnonzero((count > 1)[flow])   # most flows lie in one bucket: no shares to compute
+    f, b = flow[split], bucket[split]
+    span = np.maximum(end - start, 1)[f]
+    low = np.maximum(start[f], b) - start[f]
+    high = np.minimum(end[f], b + STEP_US) - start[f]
 
     def spread(total):
-        t = total[flow]
-        return np.where(whole, t, _share(t, high, span) - _share(t, low, span))
+        pieces_ = total[flow]
+        t = pieces_[split]
+        pieces_[split] = _share(t, high, span) - _share(t, low, span)
+        return pieces_
 
     return Pieces(flow, bucket, spread(c.bytes), spread(c.packets), (offset == 0).astype(np.int64))
 
@@ -198,13 +221,9 @@ def compute(c: FlowColumns, accounts: list[str], services: list[str], shallow_sk
     account, service = c.account.astype(np.int64) + 1, c.service.astype(np.int64) + 1
     direction = c.direction.astype(np.int64)
 
-    both = np.concatenate([c.src_addr, c.dst_addr])
-    codes, first = address_codes(np.concatenate([c.family, c.family]), both)
+    (src, dst), families, addresses = address_codes(c.family, c.src_addr, c.dst_addr)
     n = len(c)
-    src, dst = codes[:n], codes[n:]
-    n_addresses = len(first)
-    families = np.concatenate([c.family, c.family])[first]
-    addresses = both[first]
+    n_addresses = len(families)
 
     p = pieces(c)
     base = int(p.bucket.min()) if len(p.bucket) else 0
@@ -257,9 +276,9 @@ def compute(c: FlowColumns, accounts: list[str], services: list[str], shallow_sk
     masked[v4, 3:] = 0
     masked[~v4, 6:] = 0
     prefix_family = families[traffic_address]
-    prefix, prefix_first = address_codes(prefix_family, masked)
+    (prefix,), prefix_families, _ = address_codes(prefix_family, masked)
     t_direction = c_direction[rows]
-    prows, ptotals = group([(c_bucket[rows], n_buckets), (prefix, len(prefix_first)), (t_direction, 3)], totals)
+    prows, ptotals = group([(c_bucket[rows], n_buckets), (prefix, len(prefix_families)), (t_direction, 3)], totals)
     out.append(Rows("rollup_prefix_5m", [
         Column("timestamptz", c_time[rows][prows]),
         Column("cidr", masked[prows], family=prefix_family[prows], bits=np.where(v4[prows], 24, 48)),
@@ -321,18 +340,16 @@ def _apps(c, start_hour, shour, n_hours, account, n_accounts, accounts, flow_sum
     port = service_port(c)
     port_code, _ = _factorize(port)
     protocol = c.protocol.astype(np.int64)
-    keys = [(shour, n_hours), (protocol, 256), (port_code, int(port_code.max()) + 1)]
-    sel = np.flatnonzero((account > 0) & ~shallow)
-    mine, mine_totals = group([(shour[sel], n_hours), (account[sel], n_accounts), (protocol[sel], 256),
-                               (port_code[sel], int(port_code.max()) + 1)], [s[sel] for s in flow_sums])
-    mine = sel[mine]
-    every, every_totals = group(keys, flow_sums)
-    rows = np.concatenate([mine, every])
+    n_ports = int(port_code.max()) + 1
+    grow, gsums = group([(shour, n_hours), (account, n_accounts), (protocol, 256), (port_code, n_ports)], flow_sums)
+    mine = np.flatnonzero((account[grow] > 0) & ~shallow[grow])
+    every, every_sums = group([(shour[grow], n_hours), (protocol[grow], 256), (port_code[grow], n_ports)], gsums)
+    rows = np.concatenate([grow[mine], grow[every]])
     return Rows("rollup_apps_1h", [
         Column("timestamptz", start_hour[rows]),
-        Column("text", np.concatenate([account[mine] - 1, np.full(len(every), -1)]), strings=accounts),
+        Column("text", np.concatenate([account[grow[mine]] - 1, np.full(len(every), -1)]), strings=accounts),
         Column("int2", protocol[rows]), Column("int4", port[rows]),
-        *[Column("int8", np.concatenate([mine_totals[i], every_totals[i]])) for i in range(3)]])
+        *[Column("int8", np.concatenate([gsums[i][mine], every_sums[i]])) for i in range(3)]])
 
 
 _KINDS = (("source", True, False), ("destination", False, True), ("conversation", True, True))
@@ -352,6 +369,7 @@ def _talkers(start_hour, shour, n_hours, account, n_accounts, accounts, src, dst
         sel = np.flatnonzero(p_account > 0) if per_account else np.arange(len(prow))
         shallow_rows = shallow[prow[sel]] if per_account else np.zeros(len(sel), dtype=bool)
         columns_of = {name: [] for name in ("hour", "account", "kind", "src", "dst", "raw", "b", "p", "f")}
+        light_parts = None   # the light parts' totals: the same for every kind
         for kind_index, (kind, with_src, with_dst) in enumerate(_KINDS):
             # Deep parts: leaders and a remainder. Shallow parts: one remainder row, flagged raw.
             for light in (False, True):
@@ -362,8 +380,13 @@ def _talkers(start_hour, shour, n_hours, account, n_accounts, accounts, src, dst
                 if not light:
                     keys += ([(p_src[rows_in], n_addresses)] if with_src else []) + \
                         ([(p_dst[rows_in], n_addresses)] if with_dst else [])
-                grow, gsums = group(keys, [x[rows_in] for x in psums])
-                grow = rows_in[grow]
+                if light and light_parts is not None:
+                    grow, gsums = light_parts
+                else:
+                    grow, gsums = group(keys, [x[rows_in] for x in psums])
+                    grow = rows_in[grow]
+                    if light:
+                        light_parts = grow, gsums
                 # group() returns rows in key order, the part's keys first: parts are contiguous.
                 gpart = p_hour[grow] * n_accounts + p_account[grow] if per_account else p_hour[grow]
                 starts = np.flatnonzero(np.r_[True, gpart[1:] != gpart[:-1]])

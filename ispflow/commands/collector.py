@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -28,6 +29,7 @@ from .search import actor
 @with_appcontext
 def collector_command(listen, writers, trust_first_exporter):
     """Receive NetFlow v5, v9 and IPFIX and store every flow."""
+    _without_huge_pages()
     from ..collector.server import Collector  # numpy and the decoders: only when collecting
 
     config = settings()
@@ -68,6 +70,22 @@ def collector_command(listen, writers, trust_first_exporter):
     click.echo("ispflow collector: stopping, storing what was received", err=True)
     collector.stop()
     click.echo(f"ispflow collector: stopped; {collector.counters['flows_stored']} flows stored", err=True)
+
+
+def _without_huge_pages() -> None:
+    """numpy asks for transparent huge pages for its large arrays. Where the kernel compacts
+    memory to serve such a request (``defrag`` = ``madvise``, Debian's default), every hour's
+    roll-up flush paid ~0.6 s of kernel time a million flows for arrays that live a second
+    (bench/collector_cpu.py): the collector's arrays are short-lived, so it asks for none."""
+    import sys
+
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+    if "numpy" in sys.modules:   # already imported (read at import): tell it directly
+        import numpy
+
+        setter = getattr(getattr(getattr(numpy, "_core", None), "multiarray", None), "_set_madvise_hugepage", None)
+        if setter is not None and os.environ["NUMPY_MADVISE_HUGEPAGE"] == "0":
+            setter(False)
 
 
 @click.group("exporters")
