@@ -327,6 +327,7 @@ def main() -> None:
             if mode is False:
                 alone = result["rows"] / result["seconds"]
                 job, both = result["job_seconds"], result["seconds"] + result["job_seconds"]
+                print(f"{'  + stop':38s} {result['stop_seconds']:6.2f} s (CPU {result['stop_cpu']:.1f} s)", flush=True)
                 print(f"{'  + roll-up job over the same flows':38s} {job:6.2f} s; stored and rolled up by the job: "
                       f"{result['rows'] / both:,.0f} flows/s = {100 * result['seconds'] / both:.0f} % of storing alone",
                       flush=True)
