@@ -49,6 +49,9 @@ def test_packets_flows_and_decode_errors_are_counted(collector, db_engine):
     assert metrics[("ispflow_collector_spool_files",)] == 0
     assert metrics[("ispflow_collector_database_up",)] == 1
     assert ("ispflow_collector_kernel_drops_total",) in metrics
+    # Their hour closed long ago: rolled up in the transaction that stored them.
+    assert metrics[("ispflow_collector_rollup_flows_total", ("how", "late"))] == 5
+    assert metrics[("ispflow_collector_rollup_flows_total", ("how", "failed"))] == 0
 
 
 def test_lost_flows_are_counted_per_exporter(collector, db_engine):

@@ -125,7 +125,7 @@ class RollupKeeper:
         except Exception:
             log.exception("roll-ups of %d late flows could not be computed; the roll-up job rebuilds their hour",
                           len(flows))
-            self.counters["failed"] += len(flows)
+            self._count("failed", len(flows))
             return
         with conn.cursor() as cur:
             cur.execute("select pg_advisory_xact_lock_shared(%s)", (rollups.WRITE_LOCK,))
@@ -139,9 +139,9 @@ class RollupKeeper:
                 cur.execute("rollback to savepoint rollups")
                 log.error("roll-ups of %d late flows not written (%s); the roll-up job rebuilds their hour",
                           len(flows), error)
-                self.counters["failed"] += len(flows)
+                self._count("failed", len(flows))
                 return
-        self.counters["late"] += len(flows)
+        self._count("late", len(flows))
 
     # --- flushing ------------------------------------------------------------------------
     def due(self) -> bool:
@@ -176,7 +176,7 @@ class RollupKeeper:
             except Exception as error:
                 log.error("roll-ups of %d flows not written (%s); the roll-up job rebuilds their hours",
                           len(flows), error, exc_info=not isinstance(error, psycopg2.Error))
-                self.counters["failed"] += len(flows)
+                self._count("failed", len(flows))
                 return 0
 
     def _write(self, flows: columnar.FlowColumns, accounts, services) -> int:
@@ -195,7 +195,7 @@ class RollupKeeper:
                     fresh = flows.ts_start // HOUR_US * HOUR_US + HOUR_US > row[0]
                     skipped = len(flows) - int(fresh.sum())
                     if skipped:
-                        self.counters["skipped"] += skipped
+                        self._count("skipped", skipped)
                         flows = flows.take(fresh)
                 if len(flows):
                     began = time.monotonic()
@@ -209,8 +209,12 @@ class RollupKeeper:
         if len(flows):
             log.info("rolled up %d flows: %d rows computed in %.2f s, written in %.2f s", len(flows),
                      sum(len(r) for r in rows), computed - began, time.monotonic() - computed)
-        self.counters["rolled_up"] += len(flows)
+        self._count("rolled_up", len(flows))
         return len(flows)
+
+    def _count(self, how: str, flows: int) -> None:
+        with self._lock:
+            self.counters[how] += flows
 
 
 def _copy(cur, payloads) -> None:
