@@ -246,6 +246,35 @@ def test_a_flush_after_the_job_checked_the_hour_adds_nothing(db_engine, database
     assert snapshot(db_engine) == before
 
 
+@pytest.mark.parametrize("count, seed", [(1, 1), (2, 2), (3, 3), (7, 4), (20, 5), (60, 6)])
+def test_any_few_flows_roll_up_as_the_job_rolls_them_up(db_engine, owner_engine, database_url, count, seed):
+    rows = varied_flows(count, seed)
+    with db_engine.connect() as conn:
+        insert_flows(conn, rows)
+        conn.commit()
+    keeper = keeper_at(database_url, START + timedelta(hours=5))
+    keeper.add(columns_of(rows, keeper))
+    assert keeper.flush() == count
+    from_memory = snapshot(db_engine)
+    empty_rollups(owner_engine)
+    assert from_memory == built_by_the_job(db_engine)
+
+
+def test_flows_of_no_subscriber_are_rolled_up_too(db_engine, owner_engine, database_url):
+    rows = [flow(START + timedelta(minutes=i), "198.51.100.1", "203.0.113.9", account=None, service=None,
+                 direction=None) for i in range(5)]
+    with db_engine.connect() as conn:
+        insert_flows(conn, rows)
+        conn.commit()
+    keeper = keeper_at(database_url, START + timedelta(hours=2))
+    keeper.add(columns_of(rows, keeper))
+    assert keeper.flush() == 5
+    from_memory = snapshot(db_engine)
+    empty_rollups(owner_engine)
+    assert from_memory == built_by_the_job(db_engine)
+    assert from_memory["rollup_network_5m"] and not from_memory["rollup_account_talkers_1h"]
+
+
 def test_a_roll_up_that_cannot_be_written_costs_no_flow(db_engine, database_url, stored):
     keeper = RollupKeeper("host=127.0.0.1 port=1 dbname=none connect_timeout=1", clock=lambda: START.timestamp())
     keeper.add(columns_of(stored[:10], keeper))

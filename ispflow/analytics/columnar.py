@@ -96,6 +96,8 @@ def address_codes(family: np.ndarray, *columns: np.ndarray) -> tuple[list[np.nda
     in PostgreSQL's inet order (IPv4 first, then by value): the codes of each column, and per
     code its family and address row."""
     n = len(family)
+    if not n:
+        return [np.zeros(0, np.int64) for _ in columns], np.zeros(0, np.uint8), np.zeros((0, 16), np.uint8)
     v4 = np.flatnonzero(family == 4)
     v6 = np.flatnonzero(family != 4)
     codes = [np.zeros(n, dtype=np.int64) for _ in columns]
@@ -419,6 +421,8 @@ def _talkers(start_hour, shour, n_hours, account, n_accounts, accounts, src, dst
                 columns_of["raw"].append(np.r_[np.zeros(len(keep), bool), np.full(len(heads), light)])
                 for name, i in (("b", 0), ("p", 1), ("f", 2)):
                     columns_of[name].append(np.concatenate([gsums[i][keep], rest_sums[i][left]]))
+        if not columns_of["hour"]:   # no attributed flows: no account has talkers
+            continue
         merged = {name: np.concatenate(parts) for name, parts in columns_of.items()}
         src_all, dst_all = merged["src"], merged["dst"]
         columns = [Column("timestamptz", merged["hour"])]
