@@ -172,6 +172,32 @@ def test_an_accounts_reports_over_light_and_heavy_hours_add_up_to_its_flows(db_e
     assert report.rows[0].bytes == pairs[key] == max(pairs.values())
 
 
+def test_an_account_light_in_many_separate_hours_is_read_raw_in_one_range(db_engine):
+    # A flow every other hour for 70 hours: 35 runs of raw hours, more than a report reads as
+    # separate ranges, so it reads one range filtered by hour; the totals are the raw flows'.
+    rows = [flow(START + timedelta(hours=2 * i, minutes=7), "198.51.100.7", "100.64.9.9", direction="in",
+                 account="ACC-R", bytes=1000 + i) for i in range(35)]
+    # and one heavy hour among them, whose talker rows count and whose raw flows must not again
+    rows += [flow(START + timedelta(hours=11, seconds=10 * i), f"198.51.100.{i % 200 + 1}", "100.64.9.9",
+                  direction="in", account="ACC-R", bytes=77) for i in range(rollups.SHALLOW + 50)]
+    with db_engine.connect() as conn:
+        insert_flows(conn, rows)
+        conn.commit()
+    end = START + timedelta(hours=70)
+    built_by_the_job(db_engine, START, end)
+    with db_engine.begin() as conn:
+        conn.execute(sa.text("insert into ispflow.analytics_watermarks (name, done_until) values ('rollups', :u)"),
+                     {"u": end})
+        conn.execute(sa.text("insert into ispflow.ip_assignments (account, service, prefix, valid_from) "
+                             "values ('ACC-R', 'home', '100.64.9.9/32', '2026-01-01')"))
+    with db_engine.connect() as conn:
+        hours, runs = top._raw_hours(conn, "ACC-R", START, end)
+        assert len(runs) == 35 > top._MAX_RUNS
+        for by in ("source", "application"):
+            report = top.report(conn, by, START, end, account="ACC-R")
+            assert (report.total.bytes, report.total.flows) == (sum(r["bytes"] for r in rows), len(rows)), by
+
+
 def test_the_job_checks_a_rolled_up_hour_by_counting_and_leaves_it(db_engine, database_url, stored):
     keeper = keeper_at(database_url, START + timedelta(hours=4))
     keeper.add(columns_of(stored, keeper))

@@ -173,7 +173,7 @@ def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", 
     if boundary > start:
         rolled = _rollup_sql(by, account, params).replace("%(until)s", "%(boundary)s")
         if held is not None:
-            raw_hours, runs = _raw_hours(conn, by, account, start, boundary)
+            raw_hours, runs = _raw_hours(conn, account, start, boundary)
             if raw_hours:
                 params["raw_hours"] = raw_hours
                 rolled = rolled.replace(" group by ", " and bucket <> all(%(raw_hours)s) group by ", 1)
@@ -197,9 +197,10 @@ def report(conn, by: str, start: datetime, end: datetime, order: str = "bytes", 
 _MAX_RUNS = 32   # raw branches of one report; more runs are read as one range, filtered by hour
 
 
-def _raw_hours(conn, by: str, account: str, start: datetime, end: datetime):
-    """The account's hours in ``[start, end)`` whose talkers are read raw (rollups.SHALLOW; a
-    small partial index holds them), and the runs of consecutive ones as ``[from, until)``."""
+def _raw_hours(conn, account: str, start: datetime, end: datetime):
+    """The account's hours in ``[start, end)`` that are read raw (rollups.SHALLOW: a raw marker
+    among its talker rows, found through a small partial index), and the runs of consecutive
+    ones as ``[from, until)``."""
     hours = [row[0] for row in rollups.fetch_all(
         conn, "select distinct bucket from ispflow.rollup_account_talkers_1h where raw and account = %(a)s "
               "and bucket >= %(s)s and bucket < %(e)s order by bucket", {"a": account, "s": start, "e": end})]
