@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -163,7 +164,6 @@ def run_ispflow(packets, n, rate, per_packet, rollups: bool | None = None, t0: f
             cpu_end[0] = _cpu(process.pid) - cpu_before
             time.sleep(0.05)
 
-    import threading
     sampler = threading.Thread(target=sample)
     sampler.start()
     process.send_signal(signal.SIGTERM)

@@ -18,7 +18,6 @@ from . import rollups
 STEP_US = int(rollups.STEP.total_seconds()) * 1_000_000
 HOUR_US = 3_600_000_000
 MAX_SPAN_US = int(rollups.MAX_SPAN.total_seconds()) * 1_000_000
-_INT4_MAX = 2**31 - 1
 _SAFE = 2**62                  # a mixed-radix key stays below this
 _TRANSPORTS = (6, 17, 132)     # protocols with ports (rollups.SERVICE_PORT)
 _DYNAMIC_PORTS = 49152

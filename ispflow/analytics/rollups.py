@@ -295,7 +295,7 @@ def _first_flow_hour(conn) -> datetime | None:
     return floor_time(first, HOUR) if first else None
 
 
-def _late_flows(conn, start: datetime, end: datetime) -> bool:
+def _incomplete(conn, start: datetime, end: datetime) -> bool:
     """Whether the roll-ups of ``[start, end)`` miss flows that start in it (or, after a manual
     change, hold more): the hour's raw flows counted against the flows its roll-ups count.
 
@@ -331,7 +331,7 @@ def update(engine, now: datetime | None = None, budget_s: float = 240.0) -> tupl
             if done is None:
                 start = _first_flow_hour(conn)
             else:
-                start = done - REVISIT if _late_flows(conn, done - REVISIT, done) else done
+                start = done - REVISIT if _incomplete(conn, done - REVISIT, done) else done
             conn.commit()
             if start is None:
                 return None
@@ -340,7 +340,7 @@ def update(engine, now: datetime | None = None, budget_s: float = 240.0) -> tupl
                 end = start + HOUR
                 with conn.begin():
                     conn.exec_driver_sql("select pg_advisory_xact_lock(%(k)s)", {"k": WRITE_LOCK})
-                    incomplete = _late_flows(conn, start, end)
+                    incomplete = _incomplete(conn, start, end)
                     if incomplete or start < _rebuild_until(conn):
                         build(conn, start, end)
                     if incomplete:   # what was missing included long flows' pieces in the next hour

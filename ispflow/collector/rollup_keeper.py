@@ -13,6 +13,7 @@ and dropped, and the job rebuilds its hour from the stored flows.
 """
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -24,13 +25,18 @@ from .. import tables
 from ..analytics import columnar, rollups
 from .enrich import EnrichedFlows
 from .pgcopy import encode_rows
+from .writer import interface_stored
 
 log = logging.getLogger(__name__)
 
 HOUR_US = columnar.HOUR_US
 GRACE_US = int(rollups.GRACE.total_seconds()) * 1_000_000
 MAX_PENDING = 4_000_000   # flows held in memory (~100 B each); more flush the open hours early
-_INT4_MAX = 2**31 - 1
+
+
+def _closes(ts_start):
+    """When the hour of each start (µs) closes: its end plus the grace."""
+    return ts_start // HOUR_US * HOUR_US + HOUR_US + GRACE_US
 
 
 def copy_sql(table: str) -> str:
@@ -63,8 +69,8 @@ class RollupKeeper:
         account = np.where(known, account_of[np.maximum(sub, 0)], -1)
         service = np.where(known, service_of[np.maximum(sub, 0)], -1)
 
-        def interface(values):
-            return np.where((values >= 0) & (values <= _INT4_MAX), values, -1)
+        def interface(values):   # -1 where the flow's row has NULL
+            return np.where(interface_stored(values), values, -1)
 
         return columnar.FlowColumns(
             ts_start=f.ts_start, ts_end=f.ts_end, bytes=f.bytes, packets=f.packets, family=f.family,
@@ -96,8 +102,7 @@ class RollupKeeper:
 
     def split(self, flows: columnar.FlowColumns) -> tuple[columnar.FlowColumns | None, columnar.FlowColumns | None]:
         """(flows of hours still open, flows of closed hours: to roll up with their batch)."""
-        closes = flows.ts_start // HOUR_US * HOUR_US + HOUR_US + GRACE_US
-        late = closes <= int(self.clock() * 1_000_000)
+        late = _closes(flows.ts_start) <= int(self.clock() * 1_000_000)
         if not late.any():
             return flows, None
         if late.all():
@@ -151,7 +156,7 @@ class RollupKeeper:
             if not self._pending:
                 return False
             first = min(int(p.ts_start.min()) for p in self._pending)
-        return first // HOUR_US * HOUR_US + HOUR_US + GRACE_US <= int(self.clock() * 1_000_000)
+        return _closes(first) <= int(self.clock() * 1_000_000)
 
     def flush(self, everything: bool = False) -> int:
         """Write the roll-ups of the hours that have closed (all held hours with ``everything``,
@@ -162,8 +167,7 @@ class RollupKeeper:
                     return 0
                 held = columnar.FlowColumns.concat(self._pending)
                 partial = everything or self._pending_flows >= self.max_pending
-                closes = held.ts_start // HOUR_US * HOUR_US + HOUR_US + GRACE_US
-                ready = np.ones(len(held), bool) if partial else closes <= int(self.clock() * 1_000_000)
+                ready = np.ones(len(held), bool) if partial else _closes(held.ts_start) <= int(self.clock() * 1_000_000)
                 rest = held.take(~ready)
                 self._pending = [rest] if len(rest) else []
                 self._pending_flows = len(rest)
@@ -218,7 +222,5 @@ class RollupKeeper:
 
 
 def _copy(cur, payloads) -> None:
-    import io
-
     for table, payload in payloads:
         cur.copy_expert(copy_sql(table), io.BytesIO(payload))

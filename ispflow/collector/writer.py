@@ -24,6 +24,11 @@ COPY_SQL = f"copy ispflow.flows ({', '.join(COLUMNS)}) from stdin with (format b
 
 _INT4_MAX = 2**31 - 1
 
+
+def interface_stored(values: np.ndarray) -> np.ndarray:
+    """Which interface indexes are stored (the rest, -1 for "not exported" or beyond an int4, as NULL)."""
+    return (values >= 0) & (values <= _INT4_MAX)
+
 class _TextFields:
     """The text tail (account, service, direction, status) as binary COPY fields: a padded byte
     row per subscriber (account and service), built once per directory, and one per direction
@@ -60,8 +65,8 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
     sub = enriched.subscriber.astype(np.int64) + 1
     pair = enriched.direction.astype(np.int64) * 3 + enriched.status
 
-    optional = {"tcp_flags": f.tcp_flags >= 0, "in_if": (f.in_if >= 0) & (f.in_if <= _INT4_MAX),
-                "out_if": (f.out_if >= 0) & (f.out_if <= _INT4_MAX), "src_as": f.src_as >= 0,
+    optional = {"tcp_flags": f.tcp_flags >= 0, "in_if": interface_stored(f.in_if),
+                "out_if": interface_stored(f.out_if), "src_as": f.src_as >= 0,
                 "dst_as": f.dst_as >= 0}
     optional["post_nat_src_port"] = f.post_nat_src_port >= 0
     optional["post_nat_dst_port"] = f.post_nat_dst_port >= 0
