@@ -42,15 +42,14 @@ END = datetime(2026, 6, 1, tzinfo=timezone.utc)
 # One day of flows: start times spread evenly over the day, everything else from random().
 DAY_SQL = """
 insert into ispflow.flows (ts_start, ts_end, exporter_id, src_addr, dst_addr, src_port, dst_port, protocol,
-                           tcp_flags, bytes, packets, in_if, out_if, account, service, direction)
+                           tcp_flags, bytes, packets, in_if, out_if, holder, direction)
 select ts, ts + (dur * interval '1 second'), 1,
        case when inbound then peer else sub end, case when inbound then sub else peer end,
        case when inbound then port else 30000 + (r1 * 30000)::int end,
        case when inbound then 30000 + (r1 * 30000)::int else port end,
        case when port = 0 then 1 when port in (53, 123, 3478) then 17 else 6 end, 27, bytes, greatest(bytes / 900, 1),
        case when inbound then 1 else 2 end, case when inbound then 2 else 1 end,
-       'ACC-' || (k / 2), case when k %% 10 = 0 then 'biz' else 'home' end,
-       case when inbound then 'in' else 'out' end
+       h.id, case when inbound then 'in' else 'out' end
 from (
     select ts, k, inbound, r1,
            ('100.64.0.0'::inet + k) as sub,
@@ -65,6 +64,7 @@ from (
         from generate_series(0, %(n)s - 1) as i
     ) raw
 ) f
+join ispflow.holders h on h.account = 'ACC-' || (k / 2) and h.service = case when k %% 10 = 0 then 'biz' else 'home' end
 """
 
 
@@ -89,6 +89,8 @@ def assign_addresses(url: str, subscribers: int, since: datetime) -> None:
             "select 'ACC-' || (k / 2), case when k %% 10 = 0 then 'biz' else 'home' end, "
             "set_masklen('100.64.0.0'::inet + k, 32)::cidr, %(since)s from generate_series(0, %(n)s) as k",
             {"since": since, "n": subscribers})
+        conn.exec_driver_sql("insert into ispflow.holders (account, service) "
+                             "select distinct account, service from ispflow.ip_assignments on conflict do nothing")
 
 
 def settle(url: str) -> None:

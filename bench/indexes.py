@@ -67,7 +67,9 @@ def payloads(rows: int, batch: int = 50_000, template=synthetic.V9_IPV4, transfo
         for packet in exporter.packets(flows, template, export_time=start + 3700):
             decoder.feed(packet, "192.0.2.1", time.time())
         decoded, _ = decoder.drain()
-        out.append(encode(enrich(decoded, directory), np.array([1])))
+        enriched = enrich(decoded, directory)
+        # Holder ids as a collector would have them; the holders table is not needed to measure indexes.
+        out.append(encode(enriched, np.array([1]), np.arange(1, len(enriched.subscribers) + 1)))
     return out
 
 

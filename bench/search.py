@@ -107,15 +107,12 @@ def store_in_postgres(dbapi, flows: dict) -> None:
         cursor.copy_expert("copy bench_stage from stdin with (format csv)", io.StringIO(text))
         cursor.execute("""
             insert into ispflow.flows (ts_start, ts_end, exporter_id, src_addr, dst_addr, src_port, dst_port,
-                                       protocol, tcp_flags, bytes, packets, in_if, out_if, account, service,
-                                       direction, status)
+                                       protocol, tcp_flags, bytes, packets, in_if, out_if, holder, direction)
             select to_timestamp(s_ms / 1000.0), to_timestamp(e_ms / 1000.0), 1,
                    '0.0.0.0'::inet + src, '0.0.0.0'::inet + dst, sport, dport, proto,
-                   case when proto = 6 then 27 end, bytes, packets, 2, 1,
-                   'ACC-' || lpad(sub::text, 5, '0'), 'fiber-100',
-                   case when outbound then 'out' else 'in' end,
-                   case when proto = 6 then 'success' end
-            from bench_stage""")
+                   case when proto = 6 then 27 end, bytes, packets, 2, 1, h.id,
+                   case when outbound then 'out' else 'in' end
+            from bench_stage join ispflow.holders h on h.account = 'ACC-' || lpad(sub::text, 5, '0')""")
         cursor.execute("truncate bench_stage")
     dbapi.commit()
 
@@ -316,6 +313,8 @@ def main() -> None:
                            "select 'ACC-' || lpad(n::text, 5, '0'), 'fiber-100', '0.0.0.0'::inet + (%s + n), "
                            "%s from generate_series(0, %s - 1) n",
                            (SUBSCRIBER_BASE, END - timedelta(days=args.days + 1), args.subscribers))
+            cursor.execute("insert into ispflow.holders (account, service) "
+                           "select account, service from ispflow.ip_assignments")
             cursor.execute("create unlogged table bench_stage (s_ms bigint, e_ms bigint, src bigint, dst bigint, "
                            "sport int, dport int, proto int, bytes bigint, packets bigint, sub int, outbound bool)")
         dbapi.commit()

@@ -43,15 +43,20 @@ DAY = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
 ORDINARY_HOUR = """
 insert into ispflow.flows (ts_start, ts_end, exporter_id, src_addr, dst_addr, src_port, dst_port, protocol,
-                           bytes, packets, sampling_rate, account, direction, status)
+                           tcp_flags, bytes, packets, sampling_rate, holder, direction)
 select ts, ts + interval '2 s', 1, '100.64.0.0'::inet + sub, '23.0.0.0'::inet + peer,
        32768 + (g % 28000), (array[443, 443, 80, 53, 443, 993, 22, 8080])[1 + g % 8],
-       case when g % 8 = 3 then 17 else 6 end, 400 + (g * 7919) % 200000, 4 + g % 150, 1,
-       'ACC-' || sub, 'out',
-       case when g % 8 = 3 then null when g % 40 = 0 then 'failure' else 'success' end
+       case when g % 8 = 3 then 17 else 6 end,
+       case when g % 8 = 3 then null when g % 40 = 0 then 2 else 27 end,  -- 1 in 40 an unanswered SYN
+       400 + (g * 7919) % 200000, 4 + g % 150, 1, h.id, 'out'
 from (select g, cast(:hour as timestamptz) + ((hashint8(g)::bigint & 2147483647) % 3600000) * interval '1 millisecond' as ts,
              (g * 2654435761) % :subscribers as sub, (g * 40503) % 200000 as peer
       from generate_series(cast(1 as bigint), :rows) g) s
+join ispflow.holders h on h.account = 'ACC-' || s.sub and h.service is null
+"""
+HOLDERS = """
+insert into ispflow.holders (account) select 'ACC-' || n from generate_series(0, :subscribers - 1) n
+on conflict do nothing
 """
 
 
@@ -65,7 +70,7 @@ def planted(rows_hour: datetime) -> list[dict]:
     found = []
     for i in range(300):
         found.append(flow(rows_hour + timedelta(seconds=i * 5), "100.64.200.1", f"198.19.{i // 200}.{i % 200 + 1}",
-                          dst_port=23, status="failure", bytes=60, packets=1, account="ACC-SCAN", direction="out"))
+                          dst_port=23, tcp_flags=2, bytes=60, packets=1, account="ACC-SCAN", direction="out"))
     for i in range(80):
         found.append(flow(rows_hour + timedelta(seconds=i * 40), "198.51.100.77", "100.64.200.2", dst_port=22,
                           src_port=40000 + i, bytes=3200, packets=22, account="ACC-SSH", direction="in"))
@@ -115,6 +120,8 @@ def run(engine, args) -> None:
     with engine.begin() as conn:   # loaded first, indexed after: the same indexes, built in bulk
         conn.execute(sa.text("drop index ispflow.flows_src_addr"))
         conn.execute(sa.text("drop index ispflow.flows_dst_addr"))
+    with engine.begin() as conn:
+        conn.execute(sa.text(HOLDERS), {"subscribers": args.subscribers})
     for hour in range(24):
         with engine.begin() as conn:
             conn.execute(sa.text(ORDINARY_HOUR), {"hour": DAY + hour * HOUR, "rows": per_hour,

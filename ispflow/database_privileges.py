@@ -18,9 +18,10 @@ from sqlalchemy.engine import make_url
 from .config import DEFAULT_OWNER, default_owner_url  # noqa: F401  (part of this module's interface)
 from .database import SCHEMA, DatabaseError, engine_for
 
-# The app role may only insert into and read these; nobody but the owner changes them.
-EVIDENCE_TABLES = frozenset({"flows", "nat_events", "audit_log"})
-READ_ONLY_TABLES = frozenset({"alembic_version", "audit_chain", "ordered_chunks"})
+# The app role may only insert into and read these; nobody but the owner changes them. A flow
+# names its subscriber through holders, so they are evidence too.
+EVIDENCE_TABLES = frozenset({"flows", "holders", "nat_events", "audit_log"})
+READ_ONLY_TABLES = frozenset({"alembic_version", "audit_chain", "ordered_chunks", "flow_records"})
 
 
 def role_of(url: str) -> str:

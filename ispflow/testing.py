@@ -210,7 +210,7 @@ class RunningCollector:
         deadline = time.monotonic() + timeout
         query = sa.text(
             "select host(src_addr) sa, host(dst_addr) da, src_port sp, dst_port dp, protocol pr, packets, bytes, "
-            "ts_start, ts_end, account, service, direction, status, exporter_id, sampling_rate from ispflow.flows")
+            "ts_start, ts_end, account, service, direction, status, exporter_id, sampling_rate from ispflow.flow_records")
         while True:
             with engine.connect() as conn:
                 rows = conn.execute(query).mappings().all()

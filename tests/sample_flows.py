@@ -2,7 +2,10 @@
 
 The collector is the real source of these rows; searches only need them to exist, so this
 writes them with one COPY per call (values travel as CSV data, never as SQL). The columns are
-those of ``ispflow.tables``; a row leaves out what it does not set (NULL or the default).
+those of ``ispflow.tables``; a row leaves out what it does not set (NULL or the default). A flow
+row names its subscriber by ``account`` and ``service``, as ``flow_records`` shows them; they
+are stored as the collector stores them, as a key into ``holders``. Its TCP status follows from
+its protocol and flags.
 """
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ def flow(ts_start: datetime | str, src: str = "100.64.0.10", dst: str = "93.184.
     row = {"ts_start": ts_start, "ts_end": ts_start + timedelta(seconds=seconds), "exporter_id": 1,
            "src_addr": src, "dst_addr": dst, "src_port": 51000, "dst_port": 443, "protocol": 6,
            "tcp_flags": 27, "bytes": 4200, "packets": 12, "in_if": 2, "out_if": 1, "sampling_rate": 1,
-           "account": None, "service": None, "direction": "out", "status": "success"}
-    _known(tables.flows, fields)
+           "account": None, "service": None, "direction": "out"}
+    _known(tables.flows, fields, extra=("account", "service"))
     row.update(fields)
     return row
 
@@ -39,8 +42,8 @@ def nat_event(ts: datetime | str, private: str, public: str, **fields) -> dict:
     return row
 
 
-def _known(table, fields) -> None:
-    unknown = set(fields) - set(tables.names(table))
+def _known(table, fields, extra=()) -> None:
+    unknown = set(fields) - set(tables.names(table)) - set(extra)
     if unknown:
         raise TypeError(f"unknown {table.name} columns {sorted(unknown)}")
 
@@ -79,7 +82,29 @@ def _dbapi(conn):
 
 def insert_flows(conn, rows) -> int:
     """COPY flow rows (dicts from ``flow``) in the caller's transaction; returns how many."""
-    return _copy(_dbapi(conn), "flows", rows)
+    dbapi = _dbapi(conn)
+    rows = list(rows)
+    holders = _holders(dbapi, {(r["account"], r.get("service")) for r in rows if r.get("account") is not None})
+    stored = []
+    for row in rows:
+        row = dict(row)
+        pair = (row.pop("account", None), row.pop("service", None))
+        if pair[0] is not None:
+            row["holder"] = holders[pair]
+        stored.append(row)
+    return _copy(dbapi, "flows", stored)
+
+
+def _holders(dbapi_conn, pairs) -> dict:
+    """{(account, service): holders.id}, adding the pairs not there yet."""
+    if not pairs:
+        return {}
+    accounts, services = zip(*pairs)
+    with dbapi_conn.cursor() as cursor:
+        cursor.execute("insert into ispflow.holders (account, service) select * from unnest(%s::text[], %s::text[]) "
+                       "on conflict do nothing", (list(accounts), list(services)))
+        cursor.execute("select id, account, service from ispflow.holders")
+        return {(account, service): id_ for id_, account, service in cursor.fetchall()}
 
 
 def insert_nat_events(conn, rows) -> int:

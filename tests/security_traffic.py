@@ -54,7 +54,7 @@ def traffic(seed: int = 7) -> list[dict]:
                 rows.append(out(at(start, 3600), address, rnd.choice(WEB[:60]), src_port=rnd.randint(32768, 60999),
                                 bytes=rnd.randint(2_000, 200_000), packets=rnd.randint(10, 200)))
             rows.append(out(at(start, 3600), address, rnd.choice(WEB), src_port=rnd.randint(32768, 60999),
-                            dst_port=443, status="failure", bytes=60, packets=1))
+                            dst_port=443, tcp_flags=2, bytes=60, packets=1))
     # the heavy user: a steady 2 GB an hour for a week, and a browsing session of 300 sites
     for hour in range(-7 * 24, 1):
         start = HOUR + timedelta(hours=hour)
@@ -73,11 +73,11 @@ def traffic(seed: int = 7) -> list[dict]:
     # the telnet scan by a subscriber, and a port scan of a subscriber from outside
     for i in range(300):
         rows.append(out(at(HOUR, 1800), SCANNER, f"198.19.{i // 200}.{i % 200 + 1}", dst_port=23,
-                        src_port=rnd.randint(32768, 60999), status="failure", bytes=60, packets=1,
+                        src_port=rnd.randint(32768, 60999), bytes=60, packets=1,
                         tcp_flags=2))
     for port in range(1, 201):
         rows.append(inbound(at(HOUR, 600), OUTSIDE_SCANNER, PORT_SCAN_TARGET, dst_port=port, src_port=55555,
-                            status="failure", bytes=44, packets=1, tcp_flags=2))
+                            bytes=44, packets=1, tcp_flags=2))
     # SSH password guessing: short connections that each complete a handshake
     for _ in range(60):
         rows.append(inbound(at(HOUR, 3600), BRUTE, BRUTE_TARGET, dst_port=22, src_port=rnd.randint(32768, 60999),

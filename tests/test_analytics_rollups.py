@@ -131,7 +131,7 @@ def test_hourly_roll_ups_count_each_flow_in_the_hour_it_started(db_engine, gener
         assert talkers == raw, kind
     # Per account only the hours deeper than SHALLOW (the others are read raw).
     per_account_hour = _query(db_engine, "select time_bucket('1 hour', ts_start), account, sum(bytes), count(*) "
-                                         "from ispflow.flows where account is not null group by 1, 2")
+                                         "from ispflow.flow_records where account is not null group by 1, 2")
     deep = {(h, a): (b, n) for h, a, b, n in per_account_hour if n > rollups.SHALLOW}
     accounts = _query(db_engine, "select bucket, account, sum(bytes), sum(flows) from ispflow.rollup_apps_1h "
                                  "where account is not null group by 1, 2")
@@ -195,7 +195,7 @@ def test_prefix_roll_ups_sum_the_subscriber_addresses_of_each_block(db_engine, g
 
 def test_every_accounts_talkers_add_up_to_its_flows_hour_by_hour(db_engine, generated):
     raw = _query(db_engine, "select time_bucket('1 hour', ts_start), account, sum(bytes), sum(packets), count(*) "
-                            "from ispflow.flows group by 1, 2 order by 1, 2")
+                            "from ispflow.flow_records group by 1, 2 order by 1, 2")
     for kind in ("source", "destination", "conversation"):
         talkers = _query(db_engine, f"select bucket, account, sum(bytes), sum(packets), sum(flows) "
                                     f"from ispflow.rollup_account_talkers_1h where kind = '{kind}' "

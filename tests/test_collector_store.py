@@ -6,7 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from ispflow.collector.attribution import SubscriberDirectory
-from ispflow.collector.enrich import connection_status, enrich
+from ispflow.collector.enrich import enrich
+from ispflow.collector.holders import Holders
 from ispflow.collector.writer import copy_flows, encode
 from ispflow.database import raw_connection
 from ispflow.subscribers import Assignment, save_assignments
@@ -24,7 +25,7 @@ def directory(*rows, own=()):
 def store(database_url, enriched, exporter_id=7):
     conn = raw_connection(database_url)
     try:
-        copy_flows(conn, encode(enriched, np.array([exporter_id])))
+        copy_flows(conn, encode(enriched, np.array([exporter_id]), Holders().ids(conn, enriched.subscribers)))
         conn.commit()
     finally:
         conn.close()
@@ -32,7 +33,7 @@ def store(database_url, enriched, exporter_id=7):
 
 def stored(db_engine, order="ts_start, src_addr"):
     with db_engine.connect() as conn:
-        return conn.execute(sa.text(f"select * from ispflow.flows order by {order}")).mappings().all()
+        return conn.execute(sa.text(f"select * from ispflow.flow_records order by {order}")).mappings().all()
 
 
 OLD = Assignment.parse("ACC-OLD", "dsl", "203.0.113.10", "2026-01-01T00:00:00Z", "2026-03-01T12:00:00Z")
@@ -106,22 +107,26 @@ def test_sampled_counters_are_scaled_and_the_rate_kept(database_url, db_engine):
     assert row["bytes"] // row["sampling_rate"] == 1500  # the raw count stays derivable
 
 
-@pytest.mark.parametrize("flags, expected", [
-    (0x02, "failure"),        # SYN nobody answered
-    (0x04, "failure"),        # bare RST
-    (0x14, "failure"),        # RST+ACK: connection refused
-    (0x12, "success"),        # SYN+ACK
-    (0x1B, "success"),        # a whole conversation
-    (0x1F, "success"),        # ended by a reset after data
-])
-def test_tcp_connection_status_rule(flags, expected):
-    status = connection_status(np.array([6], dtype=np.int16), np.array([flags], dtype=np.int16))
-    assert {1: "success", 2: "failure"}[int(status[0])] == expected
+STATUS_RULE = [  # (protocol, flags or -1 for none exported, the status a search shows)
+    (6, 0x02, "failure"),     # SYN nobody answered
+    (6, 0x04, "failure"),     # bare RST
+    (6, 0x14, "failure"),     # RST+ACK: connection refused
+    (6, 0x114, "failure"),    # the same with an ECN bit above the eight flags
+    (6, 0x12, "success"),     # SYN+ACK
+    (6, 0x1B, "success"),     # a whole conversation
+    (6, 0x1F, "success"),     # ended by a reset after data
+    (6, -1, None),            # the exporter sends no flags
+    (17, 0x02, None),         # not TCP
+]
 
 
-def test_status_is_null_for_udp_and_for_flows_without_flags():
-    status = connection_status(np.array([17, 6], dtype=np.int16), np.array([0x02, -1], dtype=np.int16))
-    assert status.tolist() == [0, 0]
+def test_tcp_connection_status_is_derived_from_the_stored_flags(database_url, db_engine):
+    flows = [dict(src="192.0.2.5", dst="192.0.2.6", start="2026-03-01T00:00:00Z", bytes=i, packets=1,
+                  protocol=protocol, tcp_flags=flags) for i, (protocol, flags, _) in enumerate(STATUS_RULE)]
+    store(database_url, enrich(flow_batch(flows), directory()))
+    with db_engine.connect() as conn:
+        got = conn.execute(sa.text("select status from ispflow.flow_records order by bytes")).scalars().all()
+    assert got == [status for *_, status in STATUS_RULE]
 
 
 def test_directory_loads_from_the_database(db_engine):
@@ -170,6 +175,6 @@ def test_accounts_services_directions_and_statuses_of_many_subscribers_are_store
                          ("in" if inbound else "out") if held else None, status))
     store(database_url, enrich(flow_batch(flows), directory(*rows)))
     with db_engine.connect() as conn:
-        got = conn.execute(sa.text("select bytes, account, service, direction, status from ispflow.flows "
+        got = conn.execute(sa.text("select bytes, account, service, direction, status from ispflow.flow_records "
                                    "order by bytes")).all()
     assert [tuple(r) for r in got] == expected

@@ -23,12 +23,15 @@ MOMENT = datetime(2026, 1, 10, 10, tzinfo=timezone.utc)
 
 @pytest.fixture
 def evidence(db_engine):
-    """One audit entry, one flow and one NAT event, added by the app role as the collector would."""
+    """One audit entry, one flow of a subscriber and one NAT event, added by the app role as the
+    collector would."""
     with db_engine.begin() as conn:
         audit.record(conn, actor="olga", role="compliance", action="search", case_ref="CASE-1")
+        holder = conn.execute(sa.text("insert into ispflow.holders (account, service) values ('ACC-1', 'fibre') "
+                                      "returning id")).scalar()
         conn.execute(sa.text("insert into ispflow.flows (ts_start, ts_end, exporter_id, src_addr, dst_addr, "
-                             "src_port, dst_port, protocol, bytes, packets) values (:t, :t, 1, '100.64.0.1', "
-                             "'198.51.100.1', 40000, 443, 6, 100, 1)"), {"t": MOMENT})
+                             "src_port, dst_port, protocol, bytes, packets, holder) values (:t, :t, 1, '100.64.0.1', "
+                             "'198.51.100.1', 40000, 443, 6, 100, 1, :holder)"), {"t": MOMENT, "holder": holder})
         conn.execute(sa.text("insert into ispflow.nat_events (ts, exporter_id, event) values (:t, 1, 1)"),
                      {"t": MOMENT})
     return db_engine
@@ -95,6 +98,22 @@ def test_the_app_role_cannot_change_or_remove_flows_and_nat_events(evidence, tab
     assert "permission denied" in message or "must be owner" in message
     with evidence.connect() as conn:
         assert conn.execute(sa.text(f"select count(*) from ispflow.{table}")).scalar() == 1
+
+
+@pytest.mark.parametrize("statement", [
+    "update ispflow.holders set account = 'ACC-2'",
+    "delete from ispflow.holders",
+    "truncate ispflow.holders",
+    "update ispflow.flows set holder = holder + 1",
+    "drop view ispflow.flow_records",
+    "create or replace view ispflow.flow_records as select * from ispflow.flows",
+])
+def test_the_app_role_cannot_change_whose_flow_a_flow_was(evidence, statement):
+    """A flow names its subscriber by a key into holders: neither the key nor the names move."""
+    message = refused(evidence, statement)
+    assert "permission denied" in message or "must be owner" in message
+    with evidence.connect() as conn:
+        assert conn.execute(sa.text("select account, service from ispflow.flow_records")).one() == ("ACC-1", "fibre")
 
 
 @pytest.mark.parametrize("statement", ["delete from {chunk}", "update {chunk} set exporter_id = 2", "truncate {chunk}",

@@ -41,7 +41,7 @@ def flows(db_engine):
             flow("2026-01-10T10:00:00.250Z", "100.64.0.10", "198.51.100.1", seconds=1.5, account="ACC-Šárka",
                  service="fiber-100", bytes=5000, packets=7),
             flow("2026-01-10T10:05:00Z", "2001:db8::10", "2a00:1450::1", protocol=17, src_port=5353, dst_port=53,
-                 status=None, account="ACC-2", service="dsl"),
+                 account="ACC-2", service="dsl"),
             flow("2026-01-10T10:06:00Z", "192.0.2.200", "192.0.2.201"),
         ])
         conn.commit()

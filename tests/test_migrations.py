@@ -51,7 +51,7 @@ def test_flows_table_has_the_documented_columns(db_engine):
     }
     with db_engine.connect() as conn:
         columns = set(conn.execute(sa.text(
-            "select column_name from information_schema.columns where table_schema='ispflow' and table_name='flows'"
+            "select column_name from information_schema.columns where table_schema='ispflow' and table_name='flow_records'"
         )).scalars())
     assert documented <= columns
 
@@ -120,3 +120,34 @@ def test_every_chunk_of_flows_summarises_its_time_index_as_it_fills(empty_databa
     engine.dispose()
     assert len(options) == 2
     assert all("autosummarize=on" in o for o in options)
+
+
+def test_flows_stored_with_names_keep_their_account_service_and_status_as_holder_keys(empty_database_url):
+    """Migration perf_holder_key rewrites every stored flow: its account and service become a key
+    into holders, its status is derived; a search shows each flow as it showed before."""
+    upgrade(empty_database_url, revision="analytics_raw_talker_hours")
+    before = [  # account, service, protocol, tcp_flags, status as the collector stored it
+        ("ACC-1", "fibre", 6, 0x1B, "success"), ("ACC-1", "fibre", 6, 0x02, "failure"),
+        ("ACC-1", "dsl", 17, None, None), ("ACC-2", "fibre", 6, 0x14, "failure"),
+        (None, None, 6, 0x12, "success"), (None, None, 1, None, None),
+    ]
+    engine = engine_for(empty_database_url)
+    with engine.begin() as conn:
+        for i, (account, service, protocol, flags, status) in enumerate(before):
+            conn.execute(sa.text(
+                "insert into ispflow.flows (ts_start, ts_end, exporter_id, src_addr, dst_addr, protocol, tcp_flags, "
+                "bytes, packets, account, service, direction, status) values (:ts, :ts, 1, '100.64.0.1', "
+                "'198.51.100.1', :protocol, :flags, :bytes, 1, :account, :service, 'out', :status)"),
+                {"ts": f"2026-01-10T10:00:{i:02d}Z", "protocol": protocol, "flags": flags, "bytes": i,
+                 "account": account, "service": service, "status": status})
+    upgrade(empty_database_url)
+    with engine.connect() as conn:
+        after = conn.execute(sa.text("select account, service, protocol, tcp_flags, status "
+                                     "from ispflow.flow_records order by bytes")).all()
+        holders = conn.execute(sa.text("select account, service from ispflow.holders order by 1, 2")).all()
+        columns = set(conn.execute(sa.text("select column_name from information_schema.columns "
+                                           "where table_schema = 'ispflow' and table_name = 'flows'")).scalars())
+    engine.dispose()
+    assert [tuple(r) for r in after] == before
+    assert [tuple(r) for r in holders] == [("ACC-1", "dsl"), ("ACC-1", "fibre"), ("ACC-2", "fibre")]
+    assert {"account", "service", "status"}.isdisjoint(columns) and "holder" in columns

@@ -68,7 +68,7 @@ def stored(engine):
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
             "select host(src_addr) src, src_port, host(post_nat_src_addr) post_src, post_nat_src_port post_src_port, "
-            "host(post_nat_dst_addr) post_dst, post_nat_dst_port post_dst_port, account from ispflow.flows")).all()
+            "host(post_nat_dst_addr) post_dst, post_nat_dst_port post_dst_port, account from ispflow.flow_records")).all()
     return {(row.src, row.src_port): row for row in rows}
 
 

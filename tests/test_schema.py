@@ -54,4 +54,4 @@ def test_every_flow_column_the_export_names_exists():
     from ispflow.search.export import COLUMNS
 
     named = {name for _, expression in COLUMNS for name in re.findall(r"\bf\.(\w+)", expression)}
-    assert named and named <= set(tables.names(tables.flows))
+    assert named and named <= set(tables.names(tables.flow_records))

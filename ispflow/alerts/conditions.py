@@ -42,7 +42,7 @@ def _sustained_rate(conn, params: dict, now: datetime, group: str, where: str, e
         with minutes as (
             select {group} as subject, time_bucket('1 minute', ts_start) as minute,
                    (sum(bytes) * 8 / 60.0)::float8 as bps
-            from ispflow.flows
+            from ispflow.flow_records
             where ts_start >= :start and ts_start < :end and {where}
             group by 1, 2
         )

@@ -186,11 +186,11 @@ def _raw_source(scope: Scope, params: dict) -> str:
         match = "f.exporter_id = %(exporter_id)s"
         if scope.if_index is not None:
             params["if_index"] = scope.if_index
-            return (f"select {columns}, 'in' as direction from ispflow.flows f where {window} and {match} "
+            return (f"select {columns}, 'in' as direction from ispflow.flow_records f where {window} and {match} "
                     f"and f.in_if = %(if_index)s union all "
-                    f"select {columns}, 'out' from ispflow.flows f where {window} and {match} and f.out_if = %(if_index)s")
-        return (f"select {columns}, 'in' as direction from ispflow.flows f where {window} and {match} and f.in_if is not null "
-                f"union all select {columns}, 'out' from ispflow.flows f where {window} and {match} and f.out_if is not null")
+                    f"select {columns}, 'out' from ispflow.flow_records f where {window} and {match} and f.out_if = %(if_index)s")
+        return (f"select {columns}, 'in' as direction from ispflow.flow_records f where {window} and {match} and f.in_if is not null "
+                f"union all select {columns}, 'out' from ispflow.flow_records f where {window} and {match} and f.out_if is not null")
     parts = [window, "f.direction is not null"]
     if scope.kind == "service":
         params["service"] = scope.service
@@ -203,7 +203,7 @@ def _raw_source(scope: Scope, params: dict) -> str:
         op = "<<=" if scope.network.num_addresses > 1 else "="
         parts.append(f"((f.direction = 'in' and f.dst_addr {op} cast(%(network)s as inet)) or "
                      f"(f.direction = 'out' and f.src_addr {op} cast(%(network)s as inet)))")
-    return f"select {columns}, f.direction from ispflow.flows f where {' and '.join(parts)}"
+    return f"select {columns}, f.direction from ispflow.flow_records f where {' and '.join(parts)}"
 
 
 # Per bucket: its start in epoch seconds, bytes in, bytes out (one row per bucket, so a month

@@ -149,7 +149,7 @@ def split_sql(source: str, step: str, dimensions: str = "") -> str:
 
 
 def _flows_window(dimensions: str) -> str:
-    return (f"select f.ts_start, f.ts_end, f.bytes, f.packets, {dimensions} from ispflow.flows f "
+    return (f"select f.ts_start, f.ts_end, f.bytes, f.packets, {dimensions} from ispflow.flow_records f "
             f"where f.ts_start >= cast(%(source_from)s as timestamptz) and f.ts_start < %(until)s")
 
 
@@ -209,7 +209,7 @@ def _build_hourly(run, params) -> None:
     run(f"""create temporary table rollup_apps on commit drop as
             select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.protocol, {SERVICE_PORT} as port,
                    {SUM}(f.bytes) as bytes, {SUM}(f.packets) as packets, count(*) as flows
-            from ispflow.flows f where {started} group by 1, 2, 3, 4""", params)
+            from ispflow.flow_records f where {started} group by 1, 2, 3, 4""", params)
     # The account-hours with more than SHALLOW flows: only they get rows per account (talkers,
     # applications); the others get a raw marker among their talkers and are read raw.
     run("drop table if exists pg_temp.rollup_deep")
@@ -225,7 +225,7 @@ def _build_hourly(run, params) -> None:
     run(f"""create temporary table rollup_pairs on commit drop as
             select time_bucket('1 hour', f.ts_start) as bucket, f.account, f.src_addr, f.dst_addr,
                    {SUM}(f.bytes) as bytes, {SUM}(f.packets) as packets, count(*) as flows
-            from ispflow.flows f where {started} group by 1, 2, 3, 4""", params)
+            from ispflow.flow_records f where {started} group by 1, 2, 3, 4""", params)
     for kind in TALKER_COLUMNS:
         _insert_talkers(run, kind, "rollup_talkers_1h", "", TOP_NETWORK)
         _insert_talkers(run, kind, "rollup_account_talkers_1h", "account", TOP_ACCOUNT)

@@ -131,7 +131,7 @@ def _raw_sql(by: str, account: str | None, network, params: dict, held=None) -> 
     if account is not None:
         parts.append("f.account = %(account)s")
     count = len(expressions.split(", ")) if by not in ("application", "protocol") else 2
-    select = f"select {expressions}, {SUM}(f.bytes), {SUM}(f.packets), count(*) from ispflow.flows f"
+    select = f"select {expressions}, {SUM}(f.bytes), {SUM}(f.packets), count(*) from ispflow.flow_records f"
     group = ", ".join(str(i) for i in range(1, count + 1))
     if network is None:
         return f"{select} where {' and '.join(parts)} group by {group}"

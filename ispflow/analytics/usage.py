@@ -66,7 +66,7 @@ def monthly_usage(conn, month: date, zone, account: str | None = None) -> list[U
         _collect(per_account, rollups.fetch_all(conn, f"{_PIVOT} from ispflow.rollup_traffic_5m "
                  f"where {where} and bucket >= %(from)s and bucket < %(until)s group by 1, 2", params))
     if boundary < end:
-        source = ("select f.ts_start, f.ts_end, f.bytes, f.packets, f.account, f.direction from ispflow.flows f "
+        source = ("select f.ts_start, f.ts_end, f.bytes, f.packets, f.account, f.direction from ispflow.flow_records f "
                   f"where f.ts_start >= %(until)s - interval '1 hour' and f.ts_start < %(end)s "
                   f"and f.direction is not null and f.{where}")
         _collect(per_account, rollups.fetch_all(

@@ -44,6 +44,7 @@ from . import trust
 from .decoder import DecodeError, FlowDecoder, StateLimit
 from .enrich import EnrichedFlows, enrich
 from .exporters import ExporterRegistry
+from .holders import Holders
 from ..endpoints import parse_endpoint
 from .metrics import CollectorMetrics
 from .rollup_keeper import RollupKeeper
@@ -101,6 +102,7 @@ class Collector:
         self.decoder = FlowDecoder()
         self._decoder_lock = threading.Lock()  # the receiver decodes, the keeper saves templates
         self.exporters = ExporterRegistry()
+        self.holders = Holders()
         self.directory = SubscriberDirectory([])
         self.trusted: frozenset[str] | None = None  # None until known (database or saved copy)
         self._adopted: str | None = None            # trusted on first use, not yet written to the database
@@ -368,7 +370,7 @@ class Collector:
                                      else item.exporters)
             if isinstance(item, EnrichedFlows):
                 on_time, late = self._rollup_parts(item, ids)
-                copy_flows(conn, encode(item, ids))
+                copy_flows(conn, encode(item, ids, self.holders.ids(conn, item.subscribers)))
                 if late is not None:
                     self.rollups.write_late(conn, late)
                 conn.commit()

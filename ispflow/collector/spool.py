@@ -29,7 +29,7 @@ def pack(item) -> tuple[str, dict[str, np.ndarray], dict]:
     if isinstance(item, EnrichedFlows):
         arrays = {f.name: getattr(item.flows, f.name) for f in fields(FlowBatch) if f.name != "exporters"}
         subscriber, subscribers = _referenced(item.subscriber, item.subscribers)
-        arrays.update(subscriber=subscriber, direction=item.direction, status=item.status)
+        arrays.update(subscriber=subscriber, direction=item.direction)
         return "flows", arrays, {"exporters": item.flows.exporters, "subscribers": subscribers}
     arrays = {f.name: getattr(item, f.name) for f in fields(NatBatch) if f.name != "exporters"}
     return "nat", arrays, {"exporters": item.exporters}
@@ -57,7 +57,8 @@ def unpack(kind: str, arrays: dict[str, np.ndarray], header: dict):
         batch = FlowBatch(exporters=header["exporters"],
                           **{f.name: arrays[f.name] if f.name in arrays else _absent(f, n)
                              for f in fields(FlowBatch) if f.name != "exporters"})
-        return EnrichedFlows(batch, arrays["subscriber"], arrays["direction"], arrays["status"],
+        # Files of earlier versions also hold a "status" column: the view derives it now.
+        return EnrichedFlows(batch, arrays["subscriber"], arrays["direction"],
                              [tuple(s) for s in header["subscribers"]])
     return NatBatch(exporters=header["exporters"],
                     **{f.name: arrays[f.name] for f in fields(NatBatch) if f.name != "exporters"})

@@ -12,72 +12,45 @@ import struct
 import numpy as np
 
 from .. import tables
-from .enrich import DIRECTION_NAMES, STATUS_NAMES, EnrichedFlows
+from .enrich import DIRECTION_NAMES, EnrichedFlows
 from .pgcopy import HEADER, PG_EPOCH_US, TRAILER, field_matrix, fixed, inet, nullable, nullable_inet, text
 
 # Every column of ispflow.flows, in table order; encode() builds one block per column.
 COLUMNS = tables.names(tables.flows)
-# encode() writes account + service, and direction + status, as one block each.
-_TEXT_TAIL = ("account", "service", "direction", "status")
-assert tuple(COLUMNS[COLUMNS.index("account"):][:4]) == _TEXT_TAIL, "the text tail's columns must be adjacent"
 COPY_SQL = f"copy ispflow.flows ({', '.join(COLUMNS)}) from stdin with (format binary)"
 
 _INT4_MAX = 2**31 - 1
+# The direction column's three fields (NULL, 'in', 'out'), indexed by DIRECTION_*.
+_DIRECTION_LEN, _DIRECTION = field_matrix([text(DIRECTION_NAMES.get(d)) for d in range(3)])
 
 
 def interface_stored(values: np.ndarray) -> np.ndarray:
     """Which interface indexes are stored (the rest, -1 for "not exported" or beyond an int4, as NULL)."""
     return (values >= 0) & (values <= _INT4_MAX)
 
-class _TextFields:
-    """The text tail (account, service, direction, status) as binary COPY fields: a padded byte
-    row per subscriber (account and service), built once per directory, and one per direction
-    and status pair. Rows of a group share both lengths, so a group's tail is two row gathers:
-    no Python per flow or per subscriber of a batch (a batch of the many-subscriber stream
-    names ~35k of them)."""
 
-    def __init__(self, subscribers: list[tuple[str, str]]):
-        self.subscribers = subscribers
-        self.sub_len, self.sub = field_matrix([text(None) + text(None)]
-                                              + [text(a) + text(s) for a, s in subscribers])
-        self.pair_len, self.pair = field_matrix([text(DIRECTION_NAMES.get(d)) + text(STATUS_NAMES.get(s))
-                                                 for d in range(3) for s in range(3)])
-
-
-_text_fields: _TextFields | None = None
-
-
-def _fields_for(subscribers) -> _TextFields:
-    global _text_fields
-    cached = _text_fields
-    if cached is None or cached.subscribers is not subscribers:
-        cached = _text_fields = _TextFields(subscribers)
-    return cached
-
-
-def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
-    """The whole binary COPY payload for a batch; ``exporter_ids[i]`` is the id of exporter i."""
+def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray, holder_ids: np.ndarray) -> bytes:
+    """The whole binary COPY payload for a batch; ``exporter_ids[i]`` is the id of exporter i,
+    ``holder_ids[j]`` that of the batch's subscriber j (``holders.Holders.ids``)."""
     f = enriched.flows
     n = len(f)
     if not n:
         return HEADER + TRAILER
-    tail = _fields_for(enriched.subscribers)
-    sub = enriched.subscriber.astype(np.int64) + 1
-    pair = enriched.direction.astype(np.int64) * 3 + enriched.status
+    holder = np.append(np.asarray(holder_ids, dtype=np.int64), -1)[enriched.subscriber]  # -1: no subscriber
+    direction = enriched.direction.astype(np.int64)
 
     optional = {"tcp_flags": f.tcp_flags >= 0, "in_if": interface_stored(f.in_if),
                 "out_if": interface_stored(f.out_if), "src_as": f.src_as >= 0,
-                "dst_as": f.dst_as >= 0}
+                "dst_as": f.dst_as >= 0, "holder": holder >= 0}
     optional["post_nat_src_port"] = f.post_nat_src_port >= 0
     optional["post_nat_dst_port"] = f.post_nat_dst_port >= 0
     signature = (f.family == 6).astype(np.int64)
     for bit, present in enumerate(optional.values(), start=1):
         signature |= present.astype(np.int64) << bit
-    # post-NAT address families (0, 4 or 6) in bits 12-15, the text tail's length above.
+    # post-NAT address families (0, 4 or 6) in bits 12-15, the direction above.
     signature |= (f.post_nat_src_family.astype(np.int64) // 2) << 12
     signature |= (f.post_nat_dst_family.astype(np.int64) // 2) << 14
-    signature |= tail.pair_len[pair] << 16    # the text tail's two lengths
-    signature |= tail.sub_len[sub] << 24
+    signature |= direction << 16
     exporter = exporter_ids[f.exporter].astype(np.int64)
 
     parts = [HEADER]
@@ -108,11 +81,11 @@ def encode(enriched: EnrichedFlows, exporter_ids: np.ndarray) -> bytes:
             "post_nat_dst_addr": nullable_inet(f.post_nat_dst_addr[rows], post_dst_family),
             "post_nat_src_port": nullable(f.post_nat_src_port[rows], ">i4", has["post_nat_src_port"]),
             "post_nat_dst_port": nullable(f.post_nat_dst_port[rows], ">i4", has["post_nat_dst_port"]),
-            "account": tail.sub[sub[rows], :sig >> 24],             # account and service
-            "direction": tail.pair[pair[rows], :sig >> 16 & 0xFF],  # direction and status
+            "direction": _DIRECTION[direction[rows], :_DIRECTION_LEN[sig >> 16]],
+            "holder": nullable(holder[rows], ">i4", has["holder"]),
         }
         blocks = [np.broadcast_to(field_count, (len(rows), 2))]
-        blocks += [block[name] for name in COLUMNS if name not in _TEXT_TAIL[1::2]]
+        blocks += [block[name] for name in COLUMNS]
         parts.append(np.hstack(blocks).tobytes())
     parts.append(TRAILER)
     return b"".join(parts)

@@ -100,7 +100,7 @@ def export_sql(criteria: Criteria, scope=None) -> tuple[str, dict]:
     params["protocol_names"] = list(protocol_names())
     address = address_condition(criteria, scope)
     columns = ", ".join(f'{expression} as "{name}"' for name, expression in COLUMNS)
-    sql = (f"select {columns} from ispflow.flows f left join ispflow.exporters e on e.id = f.exporter_id "
+    sql = (f"select {columns} from ispflow.flow_records f left join ispflow.exporters e on e.id = f.exporter_id "
            f"where {where} and ({address}) order by f.ts_start")
     return sql, params
 

@@ -1,4 +1,5 @@
-"""SQL for searches over ``ispflow.flows``: one page at a time, totals, and the export query.
+"""SQL for searches over flow records (``ispflow.flow_records``: flows with their attribution),
+one page at a time, totals, and the export query.
 
 Values only ever travel as bound parameters (psycopg2's ``%(name)s``); the SQL text is built
 from fixed fragments chosen by the criteria. A search for an address on either side runs as
@@ -15,7 +16,7 @@ by the directory's rule (``subscribers``): where a more specific prefix nested i
 account's was held by someone at the time, that part of the window is carved out.
 
 Pages use keyset paging, never OFFSET. Flows have no id: the tie-breaker is the row's
-physical address ``ctid``, which is unique among rows with the same ``ts_start`` (they are in
+physical address ``ctid`` (the view's ``rid``), which is unique among rows with the same ``ts_start`` (they are in
 the same one-day chunk) and stable because flow rows are never updated (retention drops whole
 chunks).
 """
@@ -31,8 +32,8 @@ from .criteria import Criteria, CriteriaError
 
 PAGE_SIZE = 100
 
-# Every flow column, and the row's physical address as the paging tie-breaker.
-_PAGE_COLUMNS = ", ".join(f"f.{name}" for name in tables.names(tables.flows)) + ", f.ctid as rid"
+# Every column of a flow record, with the row's physical address (rid) as the paging tie-breaker.
+_PAGE_COLUMNS = ", ".join(f"f.{name}" for name in tables.names(tables.flow_records))
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,8 @@ def common_conditions(criteria: Criteria, scope=None) -> tuple[str, dict]:
 
 # --- pages ------------------------------------------------------------------------------
 _ORDER_KEYS = {
-    "newest": ("f.ts_start desc, f.ctid desc", "p.ts_start desc, p.rid desc"),
-    "bytes": ("f.bytes desc, f.ts_start desc, f.ctid desc", "p.bytes desc, p.ts_start desc, p.rid desc"),
+    "newest": ("f.ts_start desc, f.rid desc", "p.ts_start desc, p.rid desc"),
+    "bytes": ("f.bytes desc, f.ts_start desc, f.rid desc", "p.bytes desc, p.ts_start desc, p.rid desc"),
 }
 
 
@@ -199,9 +200,9 @@ def _cursor_condition(cursor: str, order: str, params: dict) -> str:
     except ValueError:
         raise ValueError("The page position is not valid; start the search again.") from None
     if order == "bytes":
-        return ("f.bytes <= %(k_bytes)s and (f.bytes, f.ts_start, f.ctid) < "
+        return ("f.bytes <= %(k_bytes)s and (f.bytes, f.ts_start, f.rid) < "
                 "(%(k_bytes)s, %(k_ts)s, cast(%(k_rid)s as tid))")
-    return "f.ts_start <= %(k_ts)s and (f.ts_start, f.ctid) < (%(k_ts)s, cast(%(k_rid)s as tid))"
+    return "f.ts_start <= %(k_ts)s and (f.ts_start, f.rid) < (%(k_ts)s, cast(%(k_rid)s as tid))"
 
 
 def page_sql(criteria: Criteria, order: str = "newest", cursor: str | None = None,
@@ -217,7 +218,7 @@ def page_sql(criteria: Criteria, order: str = "newest", cursor: str | None = Non
         params["limit"] = size + 1
         limit = " limit %(limit)s"
     selects = [
-        f"(select {_PAGE_COLUMNS} from ispflow.flows f where {where} and {branch} order by {inner_order}{limit})"
+        f"(select {_PAGE_COLUMNS} from ispflow.flow_records f where {where} and {branch} order by {inner_order}{limit})"
         for branch in branches(criteria, scope)
     ]
     sql = (
@@ -269,7 +270,7 @@ def all_rows(conn, criteria: Criteria, order: str = "newest") -> list:
     without_jit(conn)
     scope = subscriber_scope(conn, criteria)
     where, params = common_conditions(criteria, scope)
-    sql = (f"select {_PAGE_COLUMNS}, coalesce(e.name, host(e.address)) as exporter from ispflow.flows f "
+    sql = (f"select {_PAGE_COLUMNS}, coalesce(e.name, host(e.address)) as exporter from ispflow.flow_records f "
            f"left join ispflow.exporters e on e.id = f.exporter_id "
            f"where {where} and ({address_condition(criteria, scope)}) "
            f"order by {_ORDER_KEYS[order][0]}")

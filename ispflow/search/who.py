@@ -139,7 +139,7 @@ _FLOW_SQL = """
 select * from (
   (select f.ts_start, f.ts_end, host(f.src_addr) as private_addr, f.src_port as private_port,
           f.post_nat_src_port as public_port, host(f.dst_addr) as remote, f.account, f.service
-     from ispflow.flows f
+     from ispflow.flow_records f
     where f.post_nat_src_addr = cast(%(ip)s as inet)
       and f.ts_start >= %(since)s and f.ts_start <= %(late)s and f.ts_end >= %(early)s
       and (%(remote)s::inet is null or f.dst_addr = %(remote)s::inet)

@@ -1,4 +1,4 @@
-"""The five detectors: each reads one time window of ``ispflow.flows`` and returns findings.
+"""The five detectors: each reads one time window of ``ispflow.flow_records`` and returns findings.
 
 Every query is bounded by ``ts_start`` (the hypertable's time dimension, so only the chunks of
 the window are read) and groups inside PostgreSQL; only the few groups over a threshold come
@@ -61,7 +61,7 @@ def scans(conn, start, end, settings: SecuritySettings) -> list[Finding]:
                min(ts_start) as first_seen, max(ts_start) as last_seen,
                case when count(distinct dst_addr) = 1 then min(dst_addr) end as only_target,
                (array_agg(distinct dst_port))[1:12] as port_sample
-        from ispflow.flows
+        from ispflow.flow_records
         where {_WINDOW} and protocol in (6, 17)
         group by src_addr
         having (count(distinct dst_addr) >= :targets or count(distinct dst_port) >= :ports)
@@ -93,7 +93,7 @@ def brute_force(conn, start, end, settings: SecuritySettings) -> list[Finding]:
                count(*) filter (where status = 'failure' or bytes <= :max_bytes) as failed_or_short,
                min(ts_start) as first_seen, max(ts_start) as last_seen,
                case when count(distinct dst_addr) = 1 then min(dst_addr) end as only_target
-        from ispflow.flows
+        from ispflow.flow_records
         where {_WINDOW} and protocol = 6 and dst_port = any(:ports)
         group by src_addr, dst_port
         having count(*) >= :attempts and count(*) >= 2 * count(distinct dst_addr)
@@ -120,9 +120,9 @@ def unusual_outbound(conn, start, end, settings: SecuritySettings) -> list[Findi
     rows = conn.execute(sa.text(f"""
         select account, src_addr, sum(bytes) as bytes, count(*) as flows,
                min(ts_start) as first_seen, max(ts_start) as last_seen
-        from ispflow.flows
+        from ispflow.flow_records
         where {_WINDOW} and direction = 'out' and account in (
-            select account from ispflow.flows
+            select account from ispflow.flow_records
             where {_WINDOW} and direction = 'out' and account is not null
             group by account having sum(bytes) >= :minimum)
         group by account, src_addr
@@ -136,7 +136,7 @@ def unusual_outbound(conn, start, end, settings: SecuritySettings) -> list[Findi
         sent = sum(int(p.bytes) for p in parts)
         addresses = [str(p.src_addr) for p in parts]
         before = conn.execute(sa.text("""
-            select coalesce(sum(bytes), 0) from ispflow.flows
+            select coalesce(sum(bytes), 0) from ispflow.flow_records
             where src_addr = any(cast(:addresses as inet[])) and ts_start >= :since and ts_start < :start
               and direction = 'out'
         """), {"addresses": addresses, "since": start - timedelta(days=days), "start": start}).scalar()
@@ -177,14 +177,14 @@ def beacons(conn, start, end, settings: SecuritySettings) -> list[Finding]:
     regular = conn.execute(sa.text("""
         with pairs as materialized (
             select row_number() over () as pair, src_addr, dst_addr from (
-                select src_addr, dst_addr from ispflow.flows
+                select src_addr, dst_addr from ispflow.flow_records
                 where ts_start >= :since and ts_start < :end and direction = 'out'
                 group by src_addr, dst_addr
                 having count(*) >= :events and max(ts_start) >= :start) candidates
         ), gaps as (
             select p.pair, date_part('epoch', f.ts_start - lag(f.ts_start) over (
                        partition by p.pair order by f.ts_start)) as gap
-            from ispflow.flows f join pairs p on p.src_addr = f.src_addr and p.dst_addr = f.dst_addr
+            from ispflow.flow_records f join pairs p on p.src_addr = f.src_addr and p.dst_addr = f.dst_addr
             where f.ts_start >= :since and f.ts_start < :end and f.direction = 'out'
         )
         select p.src_addr, p.dst_addr, g.period, g.spread from (
@@ -200,7 +200,7 @@ def beacons(conn, start, end, settings: SecuritySettings) -> list[Finding]:
             select src_addr, dst_addr, max(account) as account, count(*) as events,
                    count(distinct src_port) as source_ports, min(dst_port) as dst_port,
                    count(distinct dst_port) as dst_ports, min(ts_start) as first_seen, max(ts_start) as last_seen
-            from ispflow.flows
+            from ispflow.flow_records
             where src_addr = :src and dst_addr = :dst and ts_start >= :since and ts_start < :end
               and direction = 'out'
             group by src_addr, dst_addr having count(distinct src_port) * 2 >= count(*)
@@ -233,9 +233,9 @@ def unexpected_countries(conn, start, end, settings: SecuritySettings, geo: GeoI
     if not wanted or not geo.configured:
         return []
     remotes = conn.execute(sa.text(f"""
-        select dst_addr from ispflow.flows where {_WINDOW} and direction = 'out' group by dst_addr
+        select dst_addr from ispflow.flow_records where {_WINDOW} and direction = 'out' group by dst_addr
         union
-        select src_addr from ispflow.flows
+        select src_addr from ispflow.flow_records
         where {_WINDOW} and direction = 'in' and status is distinct from 'failure' group by src_addr
     """), {"start": start, "end": end}).scalars().all()
     countries = {address: country for address, country in geo.countries(remotes).items() if country in wanted}
@@ -246,7 +246,7 @@ def unexpected_countries(conn, start, end, settings: SecuritySettings, geo: GeoI
                case when direction = 'out' then dst_addr else src_addr end as remote,
                max(account) as account, count(*) as flows, sum(bytes) as bytes,
                min(ts_start) as first_seen, max(ts_start) as last_seen
-        from ispflow.flows
+        from ispflow.flow_records
         where {_WINDOW} and ((direction = 'out' and dst_addr = any(cast(:remotes as inet[])))
               or (direction = 'in' and src_addr = any(cast(:remotes as inet[]))
                   and status is distinct from 'failure'))
