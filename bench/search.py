@@ -278,6 +278,16 @@ def ask_questions(engine, nf_dir: str, args) -> None:
               f"{nf_first:.0f} ms | {nf_full:.0f} ms | {nf_full / first_ms:.0f}x | {nf_full / full_ms:.1f}x |")
 
 
+def stored_size(engine, flows: int) -> str:
+    """The flows hypertable's size, and per flow: all, the table, the indexes."""
+    with engine.connect() as conn:
+        table, indexes = conn.exec_driver_sql(
+            "select sum(table_bytes + coalesce(toast_bytes, 0)), sum(index_bytes) "
+            "from chunks_detailed_size('ispflow.flows')").one()
+    return (f"{(table + indexes) / 1e9:.2f} GB = {(table + indexes) / flows:.1f} B/flow "
+            f"(table {table / flows:.1f}, indexes {indexes / flows:.1f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=2000)
@@ -351,8 +361,7 @@ def main() -> None:
               f"({100 * nf_count / total:.2f} %)")
 
         engine = engine_for(url)
-        with engine.connect() as conn:
-            size = conn.exec_driver_sql("select pg_size_pretty(hypertable_size('ispflow.flows'))").scalar()
+        size = stored_size(engine, total)
         print(f"flows hypertable: {size}; nfcapd files (LZ4): "
               f"{sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(nf_dir) for f in fs) / 1e6:.0f} MB")
         ask_questions(engine, nf_dir, args)
@@ -360,8 +369,7 @@ def main() -> None:
             began = time.perf_counter()
             ordered = order_closed(engine, now=END + timedelta(days=1), budget_s=float("inf"))
             seconds = time.perf_counter() - began
-            with engine.connect() as conn:
-                size = conn.exec_driver_sql("select pg_size_pretty(hypertable_size('ispflow.flows'))").scalar()
+            size = stored_size(engine, total)
             print(f"\nchunk order: {len(ordered)} chunks rewritten in subscriber order in {seconds:.1f} s "
                   f"({total / seconds:,.0f} flows/s); flows hypertable now {size}; the same questions again:")
             ask_questions(engine, nf_dir, args)

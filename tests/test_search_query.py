@@ -252,3 +252,22 @@ def test_a_search_is_never_jit_compiled(conn, search):
     conn.exec_driver_sql("set jit_above_cost = 0")   # the server would compile every plan
     search(conn, criteria(ip="100.64.0.1"))
     assert conn.exec_driver_sql("show jit").scalar() == "off"
+
+
+def test_pages_and_whole_results_show_each_flow_as_the_flow_records_view_does(conn):
+    """Pages pick flows from the table and name them afterwards; what they show is the view's."""
+    import sqlalchemy as sa
+
+    load(conn, [flow(f"2026-03-02T10:{i:02d}Z", "100.64.0.10", f"198.51.100.{i}", protocol=protocol,
+                     tcp_flags=flags, account=account, service=service)
+                for i, (protocol, flags, account, service) in enumerate([
+                    (6, 0x1B, "ACC-1", "fibre"), (6, 0x02, "ACC-1", "fibre"), (6, 0x14, "ACC-2", None),
+                    (17, None, "ACC-1", "dsl"), (6, None, None, None), (1, None, "ACC-2", None)])])
+    view = {(str(r.dst_addr), r.account, r.service, r.status) for r in conn.execute(sa.text(
+        "select dst_addr, account, service, status from ispflow.flow_records"))}
+    assert len({status for *_, status in view}) == 3   # success, failure and none
+    for order in ("newest", "bytes"):
+        page = fetch_page(conn, criteria(ip="100.64.0.10"), order=order, size=4)
+        rest = fetch_page(conn, criteria(ip="100.64.0.10"), order=order, cursor=page.next_cursor)
+        for rows in (page.rows + rest.rows, all_rows(conn, criteria(ip="100.64.0.10"), order)):
+            assert {(str(r.dst_addr), r.account, r.service, r.status) for r in rows} == view

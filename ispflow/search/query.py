@@ -32,8 +32,13 @@ from .criteria import Criteria, CriteriaError
 
 PAGE_SIZE = 100
 
-# Every column of a flow record, with the row's physical address (rid) as the paging tie-breaker.
-_PAGE_COLUMNS = ", ".join(f"f.{name}" for name in tables.names(tables.flow_records))
+# A page's rows are chosen from the flows themselves, with the row's physical address (rid) as
+# the paging tie-breaker, and are given their holder's names and their status afterwards, as
+# the view flow_records shows them: joined in the branches, the holders were hashed whole for
+# every page (+3 ms on a first page).
+_FLOW_COLUMNS = ", ".join(f"f.{name}" for name in tables.names(tables.flows)) + ", f.ctid as rid"
+_NAMED = ("p.*, h.account, h.service, ispflow.flow_status(p.protocol, p.tcp_flags) as status, "
+          "coalesce(e.name, host(e.address)) as exporter")
 
 
 @dataclass(frozen=True)
@@ -173,8 +178,8 @@ def common_conditions(criteria: Criteria, scope=None) -> tuple[str, dict]:
 
 # --- pages ------------------------------------------------------------------------------
 _ORDER_KEYS = {
-    "newest": ("f.ts_start desc, f.rid desc", "p.ts_start desc, p.rid desc"),
-    "bytes": ("f.bytes desc, f.ts_start desc, f.rid desc", "p.bytes desc, p.ts_start desc, p.rid desc"),
+    "newest": ("f.ts_start desc, f.ctid desc", "p.ts_start desc, p.rid desc"),
+    "bytes": ("f.bytes desc, f.ts_start desc, f.ctid desc", "p.bytes desc, p.ts_start desc, p.rid desc"),
 }
 
 
@@ -200,9 +205,9 @@ def _cursor_condition(cursor: str, order: str, params: dict) -> str:
     except ValueError:
         raise ValueError("The page position is not valid; start the search again.") from None
     if order == "bytes":
-        return ("f.bytes <= %(k_bytes)s and (f.bytes, f.ts_start, f.rid) < "
+        return ("f.bytes <= %(k_bytes)s and (f.bytes, f.ts_start, f.ctid) < "
                 "(%(k_bytes)s, %(k_ts)s, cast(%(k_rid)s as tid))")
-    return "f.ts_start <= %(k_ts)s and (f.ts_start, f.rid) < (%(k_ts)s, cast(%(k_rid)s as tid))"
+    return "f.ts_start <= %(k_ts)s and (f.ts_start, f.ctid) < (%(k_ts)s, cast(%(k_rid)s as tid))"
 
 
 def page_sql(criteria: Criteria, order: str = "newest", cursor: str | None = None,
@@ -218,13 +223,14 @@ def page_sql(criteria: Criteria, order: str = "newest", cursor: str | None = Non
         params["limit"] = size + 1
         limit = " limit %(limit)s"
     selects = [
-        f"(select {_PAGE_COLUMNS} from ispflow.flow_records f where {where} and {branch} order by {inner_order}{limit})"
+        f"(select {_FLOW_COLUMNS} from ispflow.flows f where {where} and {branch} order by {inner_order}{limit})"
         for branch in branches(criteria, scope)
     ]
     sql = (
-        "select p.*, coalesce(e.name, host(e.address)) as exporter from ("
+        f"select {_NAMED} from ("
         + " union all ".join(selects)
-        + f") p left join ispflow.exporters e on e.id = p.exporter_id order by {outer_order}{limit}"
+        + ") p left join ispflow.holders h on h.id = p.holder left join ispflow.exporters e on e.id = p.exporter_id "
+        + f"order by {outer_order}{limit}"
     )
     return sql, params
 
@@ -270,10 +276,10 @@ def all_rows(conn, criteria: Criteria, order: str = "newest") -> list:
     without_jit(conn)
     scope = subscriber_scope(conn, criteria)
     where, params = common_conditions(criteria, scope)
-    sql = (f"select {_PAGE_COLUMNS}, coalesce(e.name, host(e.address)) as exporter from ispflow.flow_records f "
-           f"left join ispflow.exporters e on e.id = f.exporter_id "
-           f"where {where} and ({address_condition(criteria, scope)}) "
-           f"order by {_ORDER_KEYS[order][0]}")
+    sql = (f"select {_NAMED} from (select {_FLOW_COLUMNS} from ispflow.flows f "
+           f"where {where} and ({address_condition(criteria, scope)})) p "
+           "left join ispflow.holders h on h.id = p.holder left join ispflow.exporters e on e.id = p.exporter_id "
+           f"order by {_ORDER_KEYS[order][1]}")
     return conn.exec_driver_sql(sql, params).all()
 
 

@@ -20,15 +20,20 @@ down_revision = "analytics_raw_talker_hours"
 branch_labels = None
 depends_on = None
 
-# The rule ``enrich`` applied at ingest until now (docs/storage.md, ``status``).
-STATUS_SQL = ("case when f.protocol = 6 and f.tcp_flags is not null then "
-              "case when f.tcp_flags & 16 = 0 or f.tcp_flags & 255 = 20 then 'failure' else 'success' end end")
+# The rule ``enrich`` applied at ingest until now (docs/storage.md, ``status``), as a function
+# the planner inlines: the view shows it, and a search page computes it for its rows alone.
+STATUS_FUNCTION = """
+create function ispflow.flow_status(protocol smallint, tcp_flags smallint) returns text
+language sql immutable parallel safe
+return case when protocol = 6 and tcp_flags is not null then
+            case when tcp_flags & 16 = 0 or tcp_flags & 255 = 20 then 'failure' else 'success' end end
+"""
 
-RECORD_VIEW = f"""
+RECORD_VIEW = """
 create view ispflow.flow_records as
 select f.ts_start, f.ts_end, f.exporter_id, f.src_addr, f.dst_addr, f.src_port, f.dst_port, f.protocol,
        f.tcp_flags, f.bytes, f.packets, f.in_if, f.out_if, f.sampling_rate, h.account, h.service, f.direction,
-       {STATUS_SQL} as status,
+       ispflow.flow_status(f.protocol, f.tcp_flags) as status,
        f.src_as, f.dst_as, f.post_nat_src_addr, f.post_nat_dst_addr, f.post_nat_src_port, f.post_nat_dst_port,
        f.holder, f.ctid as rid
 from ispflow.flows f left join ispflow.holders h on h.id = f.holder
@@ -52,6 +57,7 @@ def upgrade() -> None:
         where f.account is not null and h.account = f.account and h.service is not distinct from f.service""")
     op.execute("update ispflow.flows set status = null where status is not null")
     op.execute("alter table ispflow.flows drop column account, drop column service, drop column status")
+    op.execute(STATUS_FUNCTION)
     op.execute(RECORD_VIEW)
 
 
@@ -61,6 +67,8 @@ def downgrade() -> None:
                "add column status text check (status in ('success', 'failure'))")
     op.execute("update ispflow.flows f set account = h.account, service = h.service "
                "from ispflow.holders h where h.id = f.holder")
-    op.execute(f"update ispflow.flows f set status = {STATUS_SQL} where f.protocol = 6 and f.tcp_flags is not null")
+    op.execute("update ispflow.flows set status = ispflow.flow_status(protocol, tcp_flags) "
+               "where protocol = 6 and tcp_flags is not null")
+    op.execute("drop function ispflow.flow_status")
     op.execute("alter table ispflow.flows drop column holder")
     op.execute("drop table ispflow.holders")
