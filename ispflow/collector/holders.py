@@ -11,7 +11,9 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import psycopg2
 
+_ATTEMPTS = 20
 Pair = tuple[str, "str | None"]
 
 
@@ -40,13 +42,23 @@ class Holders:
 
     @staticmethod
     def _register(conn, pairs: list[Pair]) -> dict[Pair, int]:
-        accounts = [account for account, _ in pairs]
-        services = [service for _, service in pairs]
-        with conn.cursor() as cur:
-            cur.execute("insert into ispflow.holders (account, service) "
-                        "select * from unnest(%s::text[], %s::text[]) on conflict do nothing", (accounts, services))
-            cur.execute("select id, account, service from ispflow.holders where account = any(%s::text[])",
-                        (accounts,))
-            found = {(account, service): id_ for id_, account, service in cur.fetchall()}
-        conn.commit()
+        found: dict[Pair, int] = {}
+        # A row inserted with a chosen id (OVERRIDING SYSTEM VALUE) can take the id the identity
+        # gives next; the pair is then not added, and the next attempt draws a later id.
+        for _ in range(_ATTEMPTS):
+            missing = [pair for pair in pairs if pair not in found]
+            if not missing:
+                break
+            accounts = [account for account, _ in missing]
+            with conn.cursor() as cur:
+                cur.execute("insert into ispflow.holders (account, service) "
+                            "select * from unnest(%s::text[], %s::text[]) on conflict do nothing",
+                            (accounts, [service for _, service in missing]))
+                cur.execute("select id, account, service from ispflow.holders where account = any(%s::text[])",
+                            (accounts,))
+                found.update({(account, service): id_ for id_, account, service in cur.fetchall()})
+            conn.commit()
+        missing = [pair for pair in pairs if pair not in found]
+        if missing:
+            raise psycopg2.DataError(f"holders: {len(missing)} (account, service) pairs could not be added")
         return {pair: found[pair] for pair in pairs}
