@@ -124,7 +124,8 @@ def test_every_chunk_of_flows_summarises_its_time_index_as_it_fills(empty_databa
 
 def test_flows_stored_with_names_keep_their_account_service_and_status_as_holder_keys(empty_database_url):
     """Migration perf_holder_key rewrites every stored flow: its account and service become a key
-    into holders, its status is derived; a search shows each flow as it showed before."""
+    into holders, its status is derived; a search shows each flow as it showed before, and the
+    rows keep their physical order (an ordered day stays ordered)."""
     upgrade(empty_database_url, revision="analytics_raw_talker_hours")
     before = [  # account, service, protocol, tcp_flags, status as the collector stored it
         ("ACC-1", "fibre", 6, 0x1B, "success"), ("ACC-1", "fibre", 6, 0x02, "failure"),
@@ -132,8 +133,10 @@ def test_flows_stored_with_names_keep_their_account_service_and_status_as_holder
         (None, None, 6, 0x12, "success"), (None, None, 1, None, None),
     ]
     engine = engine_for(empty_database_url)
+    stored_order = [3, 0, 5, 1, 4, 2]   # not the order of their times
     with engine.begin() as conn:
-        for i, (account, service, protocol, flags, status) in enumerate(before):
+        for i in stored_order:
+            account, service, protocol, flags, status = before[i]
             conn.execute(sa.text(
                 "insert into ispflow.flows (ts_start, ts_end, exporter_id, src_addr, dst_addr, protocol, tcp_flags, "
                 "bytes, packets, account, service, direction, status) values (:ts, :ts, 1, '100.64.0.1', "
@@ -147,7 +150,9 @@ def test_flows_stored_with_names_keep_their_account_service_and_status_as_holder
         holders = conn.execute(sa.text("select account, service from ispflow.holders order by 1, 2")).all()
         columns = set(conn.execute(sa.text("select column_name from information_schema.columns "
                                            "where table_schema = 'ispflow' and table_name = 'flows'")).scalars())
+        physical = conn.execute(sa.text("select bytes from ispflow.flow_records order by rid")).scalars().all()
     engine.dispose()
+    assert physical == stored_order
     assert [tuple(r) for r in after] == before
     assert [tuple(r) for r in holders] == [("ACC-1", "dsl"), ("ACC-1", "fibre"), ("ACC-2", "fibre")]
     assert {"account", "service", "status"}.isdisjoint(columns) and "holder" in columns

@@ -7,12 +7,16 @@ flows), and ``status`` is computed from ``protocol`` and ``tcp_flags`` by the vi
 ``flow_records``, through which everything reads flows with their attribution. 149 B per row of
 table become 126 (docs/storage.md, "The 150 B/flow target").
 
-Existing flows are rewritten once (one UPDATE): on a large database this migration takes about
-as long as loading the flows did, and needs room for a second copy of the table until VACUUM.
+Existing flows are rewritten once, chunk by chunk: each chunk is copied aside with its holder
+keys, emptied and filled again in the same physical order (an ordered day stays ordered). An
+UPDATE would have left every chunk twice its size until retention dropped it, since new flows
+never reuse an old chunk's free space. Measured: 153k flows/s (5M flows in 33 s), with room for one
+chunk's copy.
 
 Revision ID: perf_holder_key
 Revises: analytics_raw_talker_hours
 """
+import sqlalchemy as sa
 from alembic import op
 
 revision = "perf_holder_key"
@@ -50,12 +54,23 @@ def upgrade() -> None:
     op.execute("insert into ispflow.holders (account, service) "
                "select distinct account, service from ispflow.flows where account is not null")
     op.execute("alter table ispflow.flows add column holder integer")
-    # One rewrite of every row; the dropped columns' text goes with it.
-    op.execute("""
-        update ispflow.flows f set holder = h.id, account = null, service = null, status = null
-        from ispflow.holders h
-        where f.account is not null and h.account = f.account and h.service is not distinct from f.service""")
-    op.execute("update ispflow.flows set status = null where status is not null")
+    bind = op.get_bind()
+    chunks = bind.execute(sa.text(
+        "select format('%I.%I', chunk_schema, chunk_name) from timescaledb_information.chunks "
+        "where hypertable_schema = 'ispflow' and hypertable_name = 'flows' order by range_start")).scalars().all()
+    kept = ", ".join(f"f.{name}" for name in bind.execute(sa.text(
+        "select attname from pg_attribute where attrelid = 'ispflow.flows'::regclass and attnum > 0 "
+        "and not attisdropped and attname not in ('account', 'service', 'status', 'holder') order by attnum"
+    )).scalars())
+    for chunk in chunks:
+        op.execute(f"""
+            create temporary table flows_stage on commit drop as
+            select {kept}, h.id as holder from {chunk} f
+            left join ispflow.holders h on h.account = f.account and h.service is not distinct from f.service
+            order by f.ctid""")
+        op.execute(f"truncate {chunk}")
+        op.execute(f"insert into {chunk} ({kept.replace('f.', '')}, holder) select * from flows_stage")
+        op.execute("drop table flows_stage")
     op.execute("alter table ispflow.flows drop column account, drop column service, drop column status")
     op.execute(STATUS_FUNCTION)
     op.execute(RECORD_VIEW)
