@@ -45,16 +45,7 @@ def through_the_view(criteria, order="newest", cursor=None, size=query.PAGE_SIZE
 def load(args) -> None:
     upgrade(URL)
     db = raw_connection(URL)
-    with db.cursor() as cursor:
-        cursor.execute("insert into ispflow.exporters (id, address, name) values (1, '192.0.2.1', 'bench')")
-        cursor.execute("insert into ispflow.ip_assignments (account, service, prefix, valid_from) "
-                       "select 'ACC-' || lpad(n::text, 5, '0'), 'fiber-100', '0.0.0.0'::inet + (%s + n), %s "
-                       "from generate_series(0, %s - 1) n",
-                       (generator.SUBSCRIBER_BASE, generator.END - timedelta(days=args.days + 1), args.subscribers))
-        cursor.execute("insert into ispflow.holders (account, service) select account, service from ispflow.ip_assignments")
-        cursor.execute("create unlogged table bench_stage (s_ms bigint, e_ms bigint, src bigint, dst bigint, "
-                       "sport int, dport int, proto int, bytes bigint, packets bigint, sub int, outbound bool)")
-    db.commit()
+    generator.prepare(db, args.subscribers, args.days)
     rng = np.random.default_rng(1)
     for day in range(args.days):
         generator.store_in_postgres(db, generator.day_flows(rng, day, args.subscribers, args.flows_per_day))

@@ -98,6 +98,20 @@ def day_flows(rng, day: int, subscribers: int, per_day: int) -> dict:
     }
 
 
+def prepare(dbapi, subscribers: int, days: int) -> None:
+    """The exporter, the subscribers' assignments and holders, and the staging table for ``store_in_postgres``."""
+    with dbapi.cursor() as cursor:
+        cursor.execute("insert into ispflow.exporters (id, address, name) values (1, '192.0.2.1', 'bench')")
+        cursor.execute("insert into ispflow.ip_assignments (account, service, prefix, valid_from) "
+                       "select 'ACC-' || lpad(n::text, 5, '0'), 'fiber-100', '0.0.0.0'::inet + (%s + n), "
+                       "%s from generate_series(0, %s - 1) n",
+                       (SUBSCRIBER_BASE, END - timedelta(days=days + 1), subscribers))
+        cursor.execute("insert into ispflow.holders (account, service) select account, service from ispflow.ip_assignments")
+        cursor.execute("create unlogged table bench_stage (s_ms bigint, e_ms bigint, src bigint, dst bigint, "
+                       "sport int, dport int, proto int, bytes bigint, packets bigint, sub int, outbound bool)")
+    dbapi.commit()
+
+
 def store_in_postgres(dbapi, flows: dict) -> None:
     """COPY the day into an unlogged staging table, then one INSERT … SELECT into the hypertable."""
     columns = [flows[k].tolist() for k in ("start", "end", "src", "dst", "src_port", "dst_port", "protocol",
@@ -317,17 +331,7 @@ def main() -> None:
     collector = None
     try:
         dbapi = raw_connection(url)
-        with dbapi.cursor() as cursor:
-            cursor.execute("insert into ispflow.exporters (id, address, name) values (1, '192.0.2.1', 'bench')")
-            cursor.execute("insert into ispflow.ip_assignments (account, service, prefix, valid_from) "
-                           "select 'ACC-' || lpad(n::text, 5, '0'), 'fiber-100', '0.0.0.0'::inet + (%s + n), "
-                           "%s from generate_series(0, %s - 1) n",
-                           (SUBSCRIBER_BASE, END - timedelta(days=args.days + 1), args.subscribers))
-            cursor.execute("insert into ispflow.holders (account, service) "
-                           "select account, service from ispflow.ip_assignments")
-            cursor.execute("create unlogged table bench_stage (s_ms bigint, e_ms bigint, src bigint, dst bigint, "
-                           "sport int, dport int, proto int, bytes bigint, packets bigint, sub int, outbound bool)")
-        dbapi.commit()
+        prepare(dbapi, args.subscribers, args.days)
         rng = np.random.default_rng(2026)
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         total, pg_seconds, sequence, port = 0, 0.0, 0, 0
